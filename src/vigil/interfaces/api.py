@@ -1,0 +1,261 @@
+"""The Python API: ``vigil.open()`` and the :class:`Store` it returns.
+
+>>> import tempfile, pandas as pd
+>>> from sklearn.linear_model import LogisticRegression
+>>> train = pd.DataFrame({"income": [20.0, 35.0, 50.0, 80.0], "sex": ["F", "M", "F", "M"], "default": [1, 1, 0, 0]})
+>>> clf = LogisticRegression().fit(train[["income"]], train["default"])
+>>> store = open(tempfile.mkdtemp())
+>>> ds = store.register_dataset("credit-train", train)
+>>> mv = store.register_model("credit", version="1", task="binary", model=clf, training_data=ds,
+...                           target="default", protected=["sex"])
+>>> events = pd.DataFrame({"event_id": ["e1", "e2"], "income": [30.0, 70.0], "sex": ["F", "M"],
+...                        "prediction": [1, 0], "score": [0.8, 0.1]})
+>>> store.log_predictions("credit", "1", events).accepted
+2
+>>> store.log_labels("credit", pd.DataFrame({"event_id": ["e1"], "default": [1]})).accepted
+1
+>>> store.events("credit")[["event_id", "prediction", "default"]].to_dict("list")
+{'event_id': ['e1', 'e2'], 'prediction': [1, 0], 'default': [1, None]}
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vigil.core.frames import count_file_rows, iter_file_batches
+from vigil.core.schema import Schema
+from vigil.errors import BatchError
+from vigil.services.ingest import Ingestor, IngestResult
+from vigil.services.registry import Dataset, ModelVersion, Registry, events_table, labels_table
+from vigil.store.database import Database, quote
+
+DEFAULT_PROJECT = "default"
+#: Rows per transaction when ingesting a file.
+FILE_BATCH_ROWS = 100_000
+
+ProgressCallback = Callable[[int, int | None], None]
+
+
+def open(  # noqa: A001 - the public name the API promises: vigil.open()
+    home: str | os.PathLike[str] | None = None, *, project: str = DEFAULT_PROJECT, read_only: bool = False
+) -> Store:
+    """Open the store in ``home`` (``$VIGIL_HOME`` or ``./vigil-data`` by default), creating it if needed."""
+    return Store(Database.open(home, read_only=read_only), project)
+
+
+class Store:
+    """A Vigil store: the registry, the events and labels, and everything computed from them.
+
+    One store holds many projects; a ``Store`` object works in one of them
+    (``store.use("other")`` gives another view on the same file).
+    """
+
+    def __init__(self, db: Database, project: str = DEFAULT_PROJECT) -> None:
+        self._db = db
+        self._registry = Registry(db, project)
+        self._ingestor = Ingestor(self._registry)
+
+    # -- housekeeping --------------------------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        """The home directory."""
+        return self._db.home
+
+    @property
+    def project(self) -> str:
+        """The project this object works in."""
+        return self._registry.project
+
+    def use(self, project: str) -> Store:
+        """A view of the same store working in ``project`` (created on first use)."""
+        return Store(self._db, project)
+
+    def projects(self) -> list[str]:
+        """The names of all projects."""
+        return [r[0] for r in self._db.fetchall("SELECT name FROM projects ORDER BY name")]
+
+    def close(self) -> None:
+        """Close the store file."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store(home={str(self.home)!r}, project={self.project!r})"
+
+    # -- registry ------------------------------------------------------------------------------------
+    def register_dataset(self, name: str, data: Any, **options: Any) -> Dataset:
+        """Register a table (pandas, polars, Arrow or a file path) by content hash.
+
+        Identical content under the same name returns the same dataset; new
+        content under a name already used becomes its next version. Options:
+        ``description``, ``created_by``, ``pii`` (columns to hash or drop).
+        """
+        return self._registry.register_dataset(name, data, **options)
+
+    def dataset(self, name: str, version: int | None = None) -> Dataset:
+        """A registered dataset, the latest version unless ``version`` is given."""
+        return self._registry.dataset(name, version)
+
+    def datasets(self) -> pd.DataFrame:
+        """All datasets and their versions."""
+        return self._registry.datasets()
+
+    def register_model(self, name: str, *, version: str, **options: Any) -> ModelVersion:
+        """Register a version of a model.
+
+        Options: ``task`` (binary, multiclass, regression, ranking), ``model``
+        (a fitted estimator, booster or any callable; stored with its sha256),
+        ``training_data`` (a :class:`Dataset`, a dataset name, or a frame,
+        registered as ``<name>-training``), ``target``, ``schema`` (an explicit
+        :class:`~vigil.core.schema.Schema`; otherwise inferred from the training
+        data with ``features``, ``prediction``, ``scores``, ``metadata``,
+        ``protected``, ``pii``, ``event_id``, ``timestamp``, ``overrides``),
+        ``owner``, ``description``, ``status`` (default ``draft``), ``created_by``.
+        """
+        return self._registry.register_model(name, version=str(version), **options)
+
+    def model(self, name: str, version: str | None = None) -> ModelVersion:
+        """A registered model version (the latest when ``version`` is None)."""
+        return self._registry.model_version(name, None if version is None else str(version))
+
+    def models(self) -> pd.DataFrame:
+        """All models and versions in this project."""
+        return self._registry.models()
+
+    def schema(self, name: str, version: str | None = None) -> Schema:
+        """A model version's schema."""
+        return self.model(name, version).schema
+
+    def set_status(self, name: str, version: str, status: str) -> ModelVersion:
+        """Change a version's status (promoting to production retires the previous production version)."""
+        return self._registry.set_status(name, str(version), status)
+
+    def lineage(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """A version's artifact hash, training data (name, version, content hash) and schema."""
+        return self._registry.lineage(name, None if version is None else str(version))
+
+    def audit_log(self) -> pd.DataFrame:
+        """Who did what, when, to which object; append-only."""
+        return self._registry.audit_log()
+
+    # -- ingestion -----------------------------------------------------------------------------------
+    def log_predictions(
+        self, model: str, version: str, data: Any, *, batch_rows: int = FILE_BATCH_ROWS,
+        progress: ProgressCallback | None = None,
+    ) -> IngestResult:
+        """Validate and store prediction events from a frame, an Arrow table or a file.
+
+        A frame is one transaction. A file (Parquet, CSV, JSON lines) is read
+        in batches of ``batch_rows``, each committed on its own, and
+        ``progress(rows_done, rows_total_or_None)`` is called after each.
+        """
+        version = str(version)
+        if isinstance(data, str | Path):
+            return self._ingest_file(data, batch_rows, progress,
+                                     lambda chunk: self._ingestor.log_predictions(model, version, chunk,
+                                                                                  source=str(data)))
+        result = self._ingestor.log_predictions(model, version, data)
+        if progress:
+            progress(result.received, result.received)
+        return result
+
+    def log_labels(self, model: str, data: Any, *, batch_rows: int = FILE_BATCH_ROWS,
+                   progress: ProgressCallback | None = None) -> IngestResult:
+        """Join ground truth (event id, target, optional ``label_time``) to stored events."""
+        if isinstance(data, str | Path):
+            return self._ingest_file(data, batch_rows, progress,
+                                     lambda chunk: self._ingestor.log_labels(model, chunk, source=str(data)))
+        result = self._ingestor.log_labels(model, data)
+        if progress:
+            progress(result.received, result.received)
+        return result
+
+    def _ingest_file(self, path: str | Path, batch_rows: int, progress: ProgressCallback | None,
+                     ingest: Callable[[Any], IngestResult]) -> IngestResult:
+        total = count_file_rows(path)
+        result: IngestResult | None = None
+        done = 0
+        for chunk in iter_file_batches(path, batch_rows):
+            part = ingest(chunk)
+            result = part if result is None else result + part
+            done += chunk.num_rows
+            if progress:
+                progress(done, total)
+        if result is None:
+            raise BatchError(f"{str(path)!r} holds no rows")
+        return result
+
+    # -- reading -------------------------------------------------------------------------------------
+    def events(
+        self, model: str, version: str | None = None, start: Any = None, end: Any = None, *,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Stored events with their labels joined, oldest first.
+
+        ``start`` is inclusive and ``end`` exclusive (anything pandas reads as
+        a time; naive times are UTC). Timestamps come back in UTC. PII columns
+        hold their tokens, never the clear values.
+        """
+        mv = self.model(model, version)
+        where, params = ["TRUE"], []
+        if version is not None:
+            where.append("e.model_version = ?")
+            params.append(str(version))
+        for bound, op in ((start, ">="), (end, "<")):
+            if bound is not None:
+                where.append(f"e.timestamp {op} ?")
+                params.append(_utc_naive(bound))
+        ev = events_table(mv.model_id)
+        internal = {"batch_id", "content_hash", "ingested_at"}
+        ev_cols = [r[0] for r in self._db.fetchall(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [ev])]
+        select = [f"e.{quote(c)}" for c in ev_cols if c not in internal]
+        join = ""
+        target = mv.schema.target
+        if target is not None and self._db.table_exists(labels_table(mv.model_id)):
+            select += [f"l.{quote(target.name)}", "l.label_time"]
+            join = f"LEFT JOIN {labels_table(mv.model_id)} l ON l.event_id = e.event_id"
+        sql = (f"SELECT {', '.join(select)} FROM {ev} e {join} WHERE {' AND '.join(where)} "
+               f"ORDER BY e.timestamp, e.event_id")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        frame = self._db.execute(sql, params).df()
+        for col in ("timestamp", "label_time"):
+            if col in frame:
+                frame[col] = pd.to_datetime(frame[col]).dt.tz_localize("UTC")
+        return frame
+
+    def quarantine(self, model: str, *, reason: str | None = None, kind: str | None = None) -> pd.DataFrame:
+        """Refused rows of a model, with the reason, the column, the value and the original row."""
+        model_id = self._registry.model_id(model)
+        return self._db.execute(
+            "SELECT batch_id, kind, version, row_number, event_id, reason, column_name AS column, value, message, "
+            "raw_json AS raw, quarantined_at FROM quarantine WHERE model_id = ? AND (? IS NULL OR reason = ?) "
+            "AND (? IS NULL OR kind = ?) ORDER BY quarantined_at, batch_id, row_number",
+            [model_id, reason, reason, kind, kind]).df()
+
+    def batches(self, model: str) -> pd.DataFrame:
+        """The record of every ingest call for a model: counts and when it committed."""
+        model_id = self._registry.model_id(model)
+        return self._db.execute(
+            "SELECT batch_id, kind, version, source, received, accepted, duplicates, quarantined, committed_at "
+            "FROM ingest_batches WHERE model_id = ? ORDER BY committed_at", [model_id]).df()
+
+
+def _utc_naive(value: Any) -> dt.datetime:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()

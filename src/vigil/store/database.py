@@ -1,0 +1,289 @@
+"""The embedded store: one DuckDB file plus side files in a home directory.
+
+Layout of a home::
+
+    vigil.duckdb          metadata, events, labels, quarantine, audit log
+    artifacts/<sha>.pkl   model artifacts, named by the sha256 of their bytes
+    datasets/<sha>.parquet registered datasets, named by their content hash
+    secrets/<project>.key  per-project keys for hashing PII
+
+The file carries a format number; opening a home written by an older Vigil
+migrates it in one transaction, one written by a newer Vigil is refused.
+
+>>> import tempfile
+>>> db = Database.open(tempfile.mkdtemp())
+>>> db.format_version == CURRENT_FORMAT
+True
+>>> db.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from vigil.errors import StoreVersionError, VigilError
+
+DB_FILE = "vigil.duckdb"
+DEFAULT_HOME = "vigil-data"
+HOME_ENV = "VIGIL_HOME"
+
+
+def default_home() -> Path:
+    """``$VIGIL_HOME`` if set, else ``./vigil-data``.
+
+    >>> import os; os.environ.pop("VIGIL_HOME", None) and None
+    >>> default_home().name
+    'vigil-data'
+    """
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME)
+
+
+def _format_1(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE SEQUENCE project_ids START 1;
+        CREATE SEQUENCE model_ids START 1;
+        CREATE SEQUENCE dataset_ids START 1;
+        CREATE TABLE projects (
+            project_id INTEGER PRIMARY KEY DEFAULT nextval('project_ids'),
+            name VARCHAR NOT NULL UNIQUE,
+            description VARCHAR,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE datasets (
+            dataset_id INTEGER PRIMARY KEY DEFAULT nextval('dataset_ids'),
+            project_id INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            version INTEGER NOT NULL,
+            content_hash VARCHAR NOT NULL,
+            n_rows BIGINT NOT NULL,
+            columns_json VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,
+            description VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR,
+            UNIQUE (project_id, name, version)
+        );
+        CREATE TABLE models (
+            model_id INTEGER PRIMARY KEY DEFAULT nextval('model_ids'),
+            project_id INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            task VARCHAR NOT NULL,
+            owner VARCHAR,
+            description VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            UNIQUE (project_id, name)
+        );
+        CREATE TABLE model_versions (
+            model_id INTEGER NOT NULL,
+            version VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            artifact_sha256 VARCHAR,
+            artifact_path VARCHAR,
+            artifact_type VARCHAR,
+            schema_json VARCHAR NOT NULL,
+            training_dataset_id INTEGER,
+            description VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR,
+            PRIMARY KEY (model_id, version)
+        );
+        CREATE TABLE ingest_batches (
+            batch_id VARCHAR PRIMARY KEY,
+            model_id INTEGER NOT NULL,
+            version VARCHAR,
+            kind VARCHAR NOT NULL,
+            source VARCHAR,
+            received BIGINT NOT NULL,
+            accepted BIGINT NOT NULL,
+            duplicates BIGINT NOT NULL,
+            quarantined BIGINT NOT NULL,
+            signals_json VARCHAR,
+            committed_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE quarantine (
+            model_id INTEGER NOT NULL,
+            version VARCHAR,
+            batch_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            row_number BIGINT,
+            event_id VARCHAR,
+            reason VARCHAR NOT NULL,
+            column_name VARCHAR,
+            value VARCHAR,
+            message VARCHAR NOT NULL,
+            raw_json VARCHAR,
+            quarantined_at TIMESTAMP NOT NULL
+        );
+    """)
+
+
+def _format_2(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE SEQUENCE audit_ids START 1;
+        CREATE TABLE audit_log (
+            entry_id BIGINT PRIMARY KEY DEFAULT nextval('audit_ids'),
+            occurred_at TIMESTAMP NOT NULL,
+            actor VARCHAR,
+            action VARCHAR NOT NULL,
+            object_type VARCHAR NOT NULL,
+            object_id VARCHAR NOT NULL,
+            details_json VARCHAR
+        );
+    """)
+
+
+#: Migrations, in order: ``MIGRATIONS[i]`` takes a store from format ``i`` to ``i + 1``.
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_format_1, _format_2]
+CURRENT_FORMAT = len(MIGRATIONS)
+
+
+class Database:
+    """A connection to a home's DuckDB file, with its format checked and migrated.
+
+    Writes go through :meth:`transaction`, which commits everything inside it
+    or nothing. One lock serialises use of the connection across threads.
+    """
+
+    def __init__(self, home: Path, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+        self.home = home
+        self.con = con
+        self.read_only = read_only
+        self.lock = threading.RLock()
+        self._in_transaction = False
+
+    @classmethod
+    def open(
+        cls, home: str | os.PathLike[str] | None = None, *, read_only: bool = False, migrate_to: int | None = None
+    ) -> Database:
+        """Open (creating if needed) the store in ``home``.
+
+        ``migrate_to`` stops migrations at an older format; it exists for tests
+        of the migration path.
+        """
+        home = Path(home) if home is not None else default_home()
+        target = CURRENT_FORMAT if migrate_to is None else migrate_to
+        if not read_only:
+            home.mkdir(parents=True, exist_ok=True)
+            for sub in ("artifacts", "datasets", "secrets"):
+                (home / sub).mkdir(exist_ok=True)
+        path = home / DB_FILE
+        if read_only and not path.exists():
+            raise VigilError(f"no Vigil store in {str(home)!r}: run `vigil init` there first")
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as err:
+            if "lock" in str(err).lower():
+                raise VigilError(
+                    f"the store in {str(home)!r} is open in another process (only one may write at a time): {err}"
+                ) from None
+            raise StoreVersionError(f"cannot open the store file {str(path)!r}: {err}") from None
+        except duckdb.Error as err:
+            raise StoreVersionError(f"cannot open the store file {str(path)!r}: {err}") from None
+        con.execute("SET TimeZone = 'UTC'")
+        db = cls(home, con, read_only)
+        try:
+            db._migrate(target)
+        except BaseException:
+            con.close()
+            raise
+        return db
+
+    # -- format and migrations -----------------------------------------------------------------------
+    @property
+    def format_version(self) -> int:
+        """The format number the file is at."""
+        tables = {r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if "meta" not in tables:
+            if tables:
+                raise StoreVersionError(
+                    f"{str(self.home / DB_FILE)!r} is a DuckDB file but not a Vigil store "
+                    f"(tables {sorted(tables)[:5]}); choose another home"
+                )
+            return 0
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self, target: int) -> None:
+        current = self.format_version
+        if current > CURRENT_FORMAT:
+            raise StoreVersionError(
+                f"the store in {str(self.home)!r} has format {current}, written by a newer Vigil; "
+                f"this Vigil reads formats up to {CURRENT_FORMAT}: upgrade Vigil (pip install -U vigil)"
+            )
+        if current >= target:
+            return
+        if self.read_only:
+            raise StoreVersionError(
+                f"the store in {str(self.home)!r} has format {current} and needs migrating to {target}; "
+                "open it once for writing"
+            )
+        with self.transaction():
+            if current == 0:
+                self.con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+                self.con.execute("INSERT INTO meta VALUES ('format', '0')")
+            for step in range(current, target):
+                MIGRATIONS[step](self.con)
+            self.con.execute("UPDATE meta SET value = ? WHERE key = 'format'", [str(target)])
+
+    # -- transactions and queries --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Run the block in one transaction: all of it is committed, or none of it."""
+        with self.lock:
+            if self._in_transaction:  # nested: the outer block commits
+                yield self.con
+                return
+            self.con.begin()
+            self._in_transaction = True
+            try:
+                yield self.con
+            except BaseException:
+                self.con.rollback()
+                raise
+            else:
+                self.con.commit()
+            finally:
+                self._in_transaction = False
+
+    def execute(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> duckdb.DuckDBPyConnection:
+        """Run one statement under the connection lock."""
+        with self.lock:
+            return self.con.execute(sql, params or [])
+
+    def fetchall(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of a query."""
+        with self.lock:
+            return self.con.execute(sql, params or []).fetchall()
+
+    def fetchone(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> tuple[Any, ...] | None:
+        """The first row of a query, or ``None``."""
+        with self.lock:
+            return self.con.execute(sql, params or []).fetchone()
+
+    def table_exists(self, name: str) -> bool:
+        """Whether a table of that name exists."""
+        return self.fetchone("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]) is not None
+
+    def close(self) -> None:
+        """Checkpoint and close the file."""
+        with self.lock:
+            with contextlib.suppress(duckdb.Error):
+                if not self.read_only:
+                    self.con.execute("CHECKPOINT")
+            self.con.close()
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier, double-quoted.
+
+    >>> quote('hours-per-week'), quote('a"b')
+    ('"hours-per-week"', '"a""b"')
+    """
+    return '"' + identifier.replace('"', '""') + '"'
