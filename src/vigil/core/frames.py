@@ -109,7 +109,7 @@ def normalize_types(table: pa.Table) -> pa.Table:
         fields.append(pa.field(f.name, t))
     if changed:
         table = table.cast(pa.schema(fields))
-    return table.replace_schema_metadata(None)
+    return table.replace_schema_metadata(None) if table.schema.metadata else table
 
 
 def _plain_type(t: pa.DataType) -> pa.DataType:
@@ -180,6 +180,21 @@ def count_file_rows(path: str | Path) -> int | None:
     return None
 
 
+def single_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array; a single chunk is returned as it is, not copied.
+
+    >>> single_array(pa.chunked_array([[1], [2, 3]])).to_pylist()
+    [1, 2, 3]
+    """
+    if isinstance(values, pa.ChunkedArray):
+        if values.num_chunks == 1:
+            return values.chunk(0)
+        if values.num_chunks == 0:
+            return pa.array([], values.type)
+        return values.combine_chunks()
+    return values
+
+
 def content_hash(table: pa.Table) -> str:
     """sha256 of a table's content: column names, types and values in row order.
 
@@ -196,7 +211,7 @@ def content_hash(table: pa.Table) -> str:
     digest.update(str(table.num_rows).encode())
     for name, column in zip(table.column_names, table.columns, strict=True):
         digest.update(f"\x00{name}\x00{column.type}\x00".encode())
-        _digest_array(digest, column.combine_chunks())
+        _digest_array(digest, single_array(column))
     return digest.hexdigest()
 
 

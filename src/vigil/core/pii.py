@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vigil.core.frames import single_array
 from vigil.core.schema import Schema
 
 TOKEN_HEX_DIGITS = 32
@@ -28,8 +29,7 @@ TOKEN_HEX_DIGITS = 32
 
 def pseudonymize(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
     """HMAC-SHA256 tokens for each value (nulls stay null); each distinct value is hashed once."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+    values = single_array(values)
     encoded = values.cast(pa.string()).dictionary_encode()
     tokens = [
         hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:TOKEN_HEX_DIGITS]

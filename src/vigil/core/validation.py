@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigil.core.frames import to_arrow
+from vigil.core.frames import single_array, to_arrow
 from vigil.core.schema import Column, Kind, LabelType, Role, Schema
 from vigil.errors import BatchError
 
@@ -246,7 +246,7 @@ def validate_labels(data: Any, schema: Schema, *, now: dt.datetime | None = None
     checker = _Checker(table)
     n = table.num_rows
     id_col = schema.event_id.name
-    ids = table.column(id_col).cast(pa.string()).combine_chunks() if n else pa.array([], pa.string())
+    ids = single_array(table.column(id_col).cast(pa.string()))
     checker.fail(_null_mask(ids), "missing_value", id_col, "the event id {column!r} is missing")
     required_target = dataclasses.replace(target, nullable=False)
     out: dict[str, pa.Array] = {
@@ -301,7 +301,7 @@ def _null_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def _event_ids(values: pa.ChunkedArray | None, n: int) -> pa.Array:
     if values is None:
         return new_event_ids(n)
-    ids = values.cast(pa.string()).combine_chunks() if n else pa.array([], pa.string())
+    ids = single_array(values.cast(pa.string()))
     missing = _null_mask(ids)
     if missing.any():
         fresh = new_event_ids(int(missing.sum())).to_numpy(zero_copy_only=False)
@@ -395,7 +395,7 @@ def _parse_strings(strings: pd.Series) -> pd.Series:
 
 
 def _coerce(checker: _Checker, col: Column, values: pa.ChunkedArray) -> pa.Array:
-    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    values = single_array(values)
     if col.kind == Kind.NUMERIC:
         return _numeric(checker, col, values)
     if col.kind == Kind.CATEGORICAL and col.label_type in (LabelType.INTEGER, LabelType.BOOLEAN):
@@ -436,7 +436,9 @@ def _numeric(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
     t = values.type
     null = _null_mask(values)
     if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t):
-        x = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if t != pa.float64():
+            values = values.cast(pa.float64())
+        x = values.to_numpy(zero_copy_only=False)
         mismatch = np.zeros(len(x), dtype=bool)
     elif pa.types.is_string(t) or pa.types.is_null(t):
         x = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object), errors="coerce")
@@ -449,25 +451,36 @@ def _numeric(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
         x = np.full(len(values), np.nan)
         mismatch = ~null
     checker.fail(mismatch, "type_mismatch", col.name, "{column!r} has {value}, which is not a number")
-    nan = np.isnan(x) & ~mismatch
-    inf = np.isinf(x)
-    if col.role in (Role.FEATURE, Role.METADATA, Role.TARGET) and col.nullable:
-        # NaN in a feature is how pandas spells "missing"; infinity is never a measurement
-        _missing(checker, col, nan)
-        checker.fail(inf, "not_finite", col.name, "{column!r} has {value}; a finite number is required")
-    else:
-        checker.fail(null & ~mismatch, "missing_value", col.name, "{column!r} is required but missing")
-        checker.fail((nan & ~null) | inf, "not_finite", col.name, "{column!r} has {value}; a finite number is required")
-    if col.role == Role.SCORE:
-        checker.fail(
-            (x < 0) | (x > 1), "probability_out_of_range", col.name,
-            "{column!r} has {value}; a probability must lie in [0, 1]",
-        )
-    elif col.min is not None and col.max is not None:
-        with np.errstate(invalid="ignore"):
-            outside = ((x < col.min) | (x > col.max)) & ~checker.failed
-        checker.signal("out_of_range", col.name, int(outside.sum()))
-    x = np.where(mismatch | inf, np.nan, x)
+    clean = not mismatch.any() and bool(np.isfinite(x).all())  # the common case: one pass, no masks
+    if not clean:
+        nan = np.isnan(x) & ~mismatch
+        inf = np.isinf(x)
+        if col.role in (Role.FEATURE, Role.METADATA, Role.TARGET) and col.nullable:
+            # NaN in a feature is how pandas spells "missing"; infinity is never a measurement
+            _missing(checker, col, nan)
+            checker.fail(inf, "not_finite", col.name, "{column!r} has {value}; a finite number is required")
+        else:
+            checker.fail(null & ~mismatch, "missing_value", col.name, "{column!r} is required but missing")
+            checker.fail((nan & ~null) | inf, "not_finite", col.name,
+                         "{column!r} has {value}; a finite number is required")
+    lo, hi = (0.0, 1.0) if col.role == Role.SCORE else (col.min, col.max)
+    if lo is not None and hi is not None and len(x):
+        if clean:
+            outside_any = bool(x.min() < lo or x.max() > hi)
+        else:
+            with np.errstate(invalid="ignore"):
+                outside_any = bool(np.nanmin(x) < lo or np.nanmax(x) > hi) if not np.isnan(x).all() else False
+        if outside_any:
+            with np.errstate(invalid="ignore"):
+                outside = (x < lo) | (x > hi)
+            if col.role == Role.SCORE:
+                checker.fail(outside, "probability_out_of_range", col.name,
+                             "{column!r} has {value}; a probability must lie in [0, 1]")
+            else:
+                checker.signal("out_of_range", col.name, int((outside & ~checker.failed).sum()))
+    if clean:
+        return values if values.type == pa.float64() else pa.array(x, pa.float64())
+    x = np.where(mismatch | np.isinf(x), np.nan, x)
     return pa.array(x, pa.float64(), mask=np.isnan(x))
 
 

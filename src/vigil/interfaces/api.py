@@ -182,6 +182,14 @@ class Store:
             progress(result.received, result.received)
         return result
 
+    def retry_labels(self, model: str) -> IngestResult:
+        """Join quarantined labels (``unknown_event``) whose events have arrived since.
+
+        This also happens by itself after every prediction batch while such
+        labels wait; the joined quarantine rows are marked resolved.
+        """
+        return self._ingestor.retry_labels(model)
+
     def _ingest_file(self, path: str | Path, batch_rows: int, progress: ProgressCallback | None,
                      ingest: Callable[[Any], IngestResult]) -> IngestResult:
         total = count_file_rows(path)
@@ -218,7 +226,7 @@ class Store:
                 where.append(f"e.timestamp {op} ?")
                 params.append(_utc_naive(bound))
         ev = events_table(mv.model_id)
-        internal = {"batch_id", "content_hash", "ingested_at"}
+        internal = {"batch_id", "ingested_at"}
         ev_cols = [r[0] for r in self._db.fetchall(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [ev])]
         select = [f"e.{quote(c)}" for c in ev_cols if c not in internal]
@@ -237,14 +245,20 @@ class Store:
                 frame[col] = pd.to_datetime(frame[col]).dt.tz_localize("UTC")
         return frame
 
-    def quarantine(self, model: str, *, reason: str | None = None, kind: str | None = None) -> pd.DataFrame:
-        """Refused rows of a model, with the reason, the column, the value and the original row."""
+    def quarantine(self, model: str, *, reason: str | None = None, kind: str | None = None,
+                   include_resolved: bool = False) -> pd.DataFrame:
+        """Refused rows of a model, with the reason, the column, the value and the original row.
+
+        Rows since resolved (labels that came before their events, joined
+        when the events came) are left out unless ``include_resolved``.
+        """
         model_id = self._registry.model_id(model)
         return self._db.execute(
             "SELECT batch_id, kind, version, row_number, event_id, reason, column_name AS column, value, message, "
-            "raw_json AS raw, quarantined_at FROM quarantine WHERE model_id = ? AND (? IS NULL OR reason = ?) "
-            "AND (? IS NULL OR kind = ?) ORDER BY quarantined_at, batch_id, row_number",
-            [model_id, reason, reason, kind, kind]).df()
+            "raw_json AS raw, quarantined_at, resolved_at FROM quarantine WHERE model_id = ? "
+            "AND (? IS NULL OR reason = ?) AND (? IS NULL OR kind = ?) AND (? OR resolved_at IS NULL) "
+            "ORDER BY entry_id",
+            [model_id, reason, reason, kind, kind, include_resolved]).df()
 
     def batches(self, model: str) -> pd.DataFrame:
         """The record of every ingest call for a model: counts and when it committed."""

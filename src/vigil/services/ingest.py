@@ -82,6 +82,7 @@ class Ingestor:
         self.registry = registry
         self.db = registry.db
         self._indexes: dict[str, EventIdIndex] = {}
+        self._pending_labels: dict[int, bool] = {}
 
     # -- id index ------------------------------------------------------------------------------------
     def _index(self, table: str) -> EventIdIndex:
@@ -95,7 +96,7 @@ class Ingestor:
     # -- predictions ---------------------------------------------------------------------------------
     def log_predictions(self, model: str, version: str, data: Any, *, source: str | None = None) -> IngestResult:
         """Validate and store one batch of prediction events (see :class:`IngestResult`)."""
-        mv = self.registry.model_version(model, str(version))
+        mv = self.registry.version_for_writing(model, str(version))
         table = to_arrow(data)
         checked = validate_predictions(table, mv.schema)
         return self._store_predictions(mv, checked, source)
@@ -112,73 +113,40 @@ class Ingestor:
             clean = redact_table(clean, schema, key)
         stored_cols = [c for c in clean.column_names if c not in ("event_id", "timestamp")
                        and not (target is not None and c == target.name)]
-        content_cols = ["model_version", *stored_cols]
         n = clean.num_rows
         quarantine_rows: list[dict[str, Any]] = []
         duplicates = 0
         with self.db.transaction() as con:
             index = self._index(ev_table)
-            staged = clean.append_column("model_version", pa.array(np.full(n, mv.version, dtype=object),
-                                                                    pa.string()))
-            con.register("_vigil_staged", staged)
+            con.register("_vigil_staged", clean)
             try:
-                hashed = con.execute(
-                    "SELECT hash(event_id) AS id_hash, hash(" + ", ".join(quote(c) for c in content_cols)
-                    + ") AS content_hash FROM _vigil_staged").fetchnumpy()
-                id_hash = np.asarray(hashed["id_hash"], dtype=np.uint64)
-                content = np.asarray(hashed["content_hash"], dtype=np.uint64)
+                id_hash = np.asarray(
+                    con.execute("SELECT hash(event_id) AS h FROM _vigil_staged").fetchnumpy()["h"], dtype=np.uint64)
                 keep = np.ones(n, dtype=bool)
                 conflict = np.zeros(n, dtype=bool)
-                # repeated ids inside the batch: the first row wins
-                order = np.argsort(id_hash, kind="stable")
-                sorted_ids = id_hash[order]
-                group_start = np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]])
-                if not group_start.all():
-                    firsts = np.empty(n, dtype=np.int64)
-                    firsts[order] = order[np.maximum.accumulate(np.where(group_start, np.arange(n), 0))]
-                    ids = clean.column("event_id").to_numpy(zero_copy_only=False)
-                    repeat = (firsts != np.arange(n)) & (ids[firsts] == ids)
-                    dup_same = repeat & (content[firsts] == content)
-                    keep &= ~repeat
-                    conflict |= repeat & ~dup_same
-                    duplicates += int(dup_same.sum())
-                # ids that may already be stored: confirm against the table
-                candidates = index.contains(id_hash) & keep
-                if candidates.any():
-                    cand_rows = np.flatnonzero(candidates)
-                    cand = pa.table({"event_id": clean.column("event_id").take(pa.array(cand_rows)),
-                                     "content_hash": pa.array(content[cand_rows], pa.uint64()),
-                                     "pos": pa.array(cand_rows)})
-                    con.register("_vigil_candidates", cand)
-                    try:
-                        found = con.execute(
-                            f"SELECT c.pos, e.content_hash = c.content_hash AS same FROM _vigil_candidates c "
-                            f"JOIN {ev_table} e ON e.event_id = c.event_id").fetchnumpy()
-                    finally:
-                        con.unregister("_vigil_candidates")
-                    pos, same = np.asarray(found["pos"], dtype=np.int64), np.asarray(found["same"], dtype=bool)
-                    keep[pos] = False
-                    conflict[pos[~same]] = True
-                    duplicates += int(same.sum())
-                insert = staged if keep.all() else staged.filter(pa.array(keep))
-                content_kept = content[keep]
-                insert = insert.append_column("content_hash", pa.array(content_kept, pa.uint64()))
-                insert = insert.append_column("ingested_at", pa.array(np.full(len(insert), np.datetime64(now, "us")),
-                                                                      pa.timestamp("us")))
-                insert = insert.append_column("batch_id", pa.array(np.full(len(insert), batch_id, dtype=object),
-                                                                   pa.string()))
-                columns = ["event_id", "timestamp", "model_version", "ingested_at", "batch_id", "content_hash",
-                           *stored_cols]
-                con.register("_vigil_insert", insert)
+                sorted_ids = np.sort(id_hash)
+                repeated = bool(n > 1 and (sorted_ids[1:] == sorted_ids[:-1]).any())
+                candidates = index.contains(id_hash)
+                if repeated or candidates.any():
+                    # only rows whose id is repeated or may be stored need their content compared
+                    keep, conflict, duplicates = self._resolve_duplicates(
+                        con, ev_table, clean, id_hash, candidates, repeated, stored_cols, mv.version)
+                columns = ["event_id", "timestamp", "model_version", "ingested_at", "batch_id", *stored_cols]
+                values = ["event_id", "timestamp", "?", "?", "?", *(quote(c) for c in stored_cols)]
+                selection = "_vigil_staged"
+                if not keep.all():
+                    con.register("_vigil_keep", clean.filter(pa.array(keep)))
+                    selection = "_vigil_keep"
                 try:
                     con.execute(
                         f"INSERT INTO {ev_table} ({', '.join(quote(c) for c in columns)}) "
-                        f"SELECT {', '.join(quote(c) for c in columns)} FROM _vigil_insert")
+                        f"SELECT {', '.join(values)} FROM {selection}", [mv.version, now, batch_id])
                     labels = 0
-                    if target is not None and target.name in insert.column_names:
-                        labels = self._insert_labels_from_events(con, mv, insert, batch_id, now)
+                    if target is not None and target.name in clean.column_names:
+                        labels = self._insert_labels_from_events(con, mv, selection, batch_id, now)
                 finally:
-                    con.unregister("_vigil_insert")
+                    if selection != "_vigil_staged":
+                        con.unregister(selection)
             finally:
                 con.unregister("_vigil_staged")
 
@@ -199,19 +167,121 @@ class Ingestor:
             result = IngestResult(batch_id, checked.source.num_rows if checked.source is not None else n,
                                   accepted, duplicates, len(quarantine_rows), reasons, checked.signals, labels)
             self._record_batch(con, mv, mv.version, batch_id, "predictions", source, result, now)
-        index.add(id_hash[keep])
+        if accepted == n:
+            index.add(sorted_ids, presorted=True)
+        else:
+            index.add(id_hash[keep])
+        if accepted and self._has_pending_labels(mv.model_id):
+            new_ids = clean.column("event_id") if accepted == n else clean.column("event_id").filter(pa.array(keep))
+            result.labels += self.retry_labels(mv.model, arrived=new_ids).accepted
         return result
 
-    def _insert_labels_from_events(self, con: Any, mv: ModelVersion, inserted: pa.Table, batch_id: str,
+    def _resolve_duplicates(
+        self, con: Any, ev_table: str, clean: pa.Table, id_hash: np.ndarray, candidates: np.ndarray,
+        repeated: bool, stored_cols: list[str], version: str,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Which rows to keep, which conflict, and how many are exact duplicates (a no-op).
+
+        An event's content is what it predicted from what, under which version (not when). It is
+        hashed only here, to compare a re-sent id with the first or the stored one, so the common
+        path (all ids new) never computes it.
+        """
+        n = clean.num_rows
+        keep = np.ones(n, dtype=bool)
+        conflict = np.zeros(n, dtype=bool)
+        duplicates = 0
+        staged_content = ", ".join(quote(c) for c in stored_cols)
+        content = np.asarray(con.execute(f"SELECT hash(?::VARCHAR, {staged_content}) AS c FROM _vigil_staged",
+                                         [version]).fetchnumpy()["c"], dtype=np.uint64)
+        if repeated:  # the first row of an id wins
+            order = np.argsort(id_hash, kind="stable")
+            sorted_ids = id_hash[order]
+            group_start = np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]])
+            firsts = np.empty(n, dtype=np.int64)
+            firsts[order] = order[np.maximum.accumulate(np.where(group_start, np.arange(n), 0))]
+            ids = clean.column("event_id").to_numpy(zero_copy_only=False)
+            repeat = (firsts != np.arange(n)) & (ids[firsts] == ids)
+            same = repeat & (content[firsts] == content)
+            keep &= ~repeat
+            conflict |= repeat & ~same
+            duplicates += int(same.sum())
+        candidates = candidates & keep
+        if candidates.any():  # confirm against the table: a hash hit is not yet a match
+            rows = np.flatnonzero(candidates)
+            cand = pa.table({"event_id": clean.column("event_id").take(pa.array(rows)),
+                             "content_hash": pa.array(content[rows], pa.uint64()), "pos": pa.array(rows)})
+            con.register("_vigil_candidates", cand)
+            try:
+                stored = ", ".join(f"e.{quote(c)}" for c in stored_cols)
+                found = con.execute(
+                    f"SELECT c.pos, hash(e.model_version, {stored}) = c.content_hash AS same "
+                    f"FROM _vigil_candidates c JOIN {ev_table} e ON e.event_id = c.event_id").fetchnumpy()
+            finally:
+                con.unregister("_vigil_candidates")
+            pos, same = np.asarray(found["pos"], dtype=np.int64), np.asarray(found["same"], dtype=bool)
+            keep[pos] = False
+            conflict[pos[~same]] = True
+            duplicates += int(same.sum())
+        return keep, conflict, duplicates
+
+    def _insert_labels_from_events(self, con: Any, mv: ModelVersion, selection: str, batch_id: str,
                                    now: Any) -> int:
-        target = mv.schema.target
-        con.execute(
-            f"INSERT INTO {labels_table(mv.model_id)} (event_id, {quote(target.name)}, {LABEL_TIME}, ingested_at, "
-            f"batch_id) SELECT event_id, {quote(target.name)}, timestamp, ingested_at, batch_id FROM _vigil_insert "
-            f"WHERE {quote(target.name)} IS NOT NULL")
-        return len(inserted) - inserted.column(target.name).null_count
+        """Store the target values a prediction batch carries as those events' labels."""
+        target = quote(mv.schema.target.name)
+        (count,) = con.execute(
+            f"INSERT INTO {labels_table(mv.model_id)} (event_id, {target}, {LABEL_TIME}, ingested_at, batch_id) "
+            f"SELECT event_id, {target}, timestamp, ?, ? FROM {selection} WHERE {target} IS NOT NULL",
+            [now, batch_id]).fetchall()[0]
+        return int(count)
 
     # -- labels --------------------------------------------------------------------------------------
+    def _has_pending_labels(self, model_id: int) -> bool:
+        """Whether labels wait for their events (read once per process, then kept up to date)."""
+        pending = self._pending_labels.get(model_id)
+        if pending is None:
+            with self.db.lock:
+                pending = self._pending_labels[model_id] = self._labels_waiting(self.db.con, model_id)
+        return pending
+
+    def retry_labels(self, model: str, *, arrived: pa.Array | pa.ChunkedArray | None = None) -> IngestResult:
+        """Join quarantined labels whose events have arrived since (``unknown_event`` rows).
+
+        Runs by itself after each prediction batch while such labels wait (then
+        ``arrived`` holds the batch's event ids, so only those are looked up),
+        so a label that came before its event joins when the event comes. Each
+        joined row is marked resolved in the quarantine, in the same transaction.
+        """
+        mv = self.registry.model_version(model)
+        stored = (events_table(mv.model_id) if arrived is None
+                  else "_vigil_arrived")
+        with self.db.transaction() as con:
+            if arrived is not None:
+                con.register("_vigil_arrived", pa.table({"event_id": arrived}))
+            try:
+                waiting = con.execute(
+                    f"SELECT q.entry_id, q.raw_json FROM quarantine q WHERE q.model_id = ? AND q.kind = 'labels' "
+                    f"AND q.reason = 'unknown_event' AND q.resolved_at IS NULL AND q.event_id IN "
+                    f"(SELECT event_id FROM {stored}) ORDER BY q.entry_id", [mv.model_id]).fetchall()
+            finally:
+                if arrived is not None:
+                    con.unregister("_vigil_arrived")
+            if not waiting:
+                self._pending_labels[mv.model_id] = self._labels_waiting(con, mv.model_id)
+                return IngestResult("", 0, 0, 0, 0)
+            rows = [json.loads(raw) for _, raw in waiting]
+            result = self.log_labels(model, pa.Table.from_pylist(rows), source="quarantine: labels that came early")
+            con.execute(
+                "UPDATE quarantine SET resolved_at = ?, resolved_batch = ? WHERE entry_id IN "
+                "(SELECT unnest(?::BIGINT[]))", [utcnow(), result.batch_id, [e for e, _ in waiting]])
+            self._pending_labels[mv.model_id] = self._labels_waiting(con, mv.model_id)
+        return result
+
+    @staticmethod
+    def _labels_waiting(con: Any, model_id: int) -> bool:
+        return bool(con.execute(
+            "SELECT count(*) FROM quarantine WHERE model_id = ? AND kind = 'labels' AND reason = 'unknown_event' "
+            "AND resolved_at IS NULL", [model_id]).fetchall()[0][0])
+
     def log_labels(self, model: str, data: Any, *, source: str | None = None) -> IngestResult:
         """Join ground truth to stored events by event id.
 
@@ -261,10 +331,13 @@ class Ingestor:
                 conflict = known & labelled & ~same & ~repeat_same | repeat_conflict
                 duplicate = (known & labelled & same) | repeat_same
                 keep = known & ~labelled & ~repeat_same & ~repeat_conflict
-                con.execute(
-                    f"INSERT INTO {ltable} (event_id, {tcol}, {LABEL_TIME}, ingested_at, batch_id) "
-                    f"SELECT event_id, {tcol}, {LABEL_TIME}, ?, ? FROM _vigil_labels WHERE pos IN "
-                    f"(SELECT unnest(?::BIGINT[]))", [now, batch_id, np.flatnonzero(keep).tolist()])
+                con.register("_vigil_new_labels", clean.filter(pa.array(keep)))
+                try:
+                    con.execute(
+                        f"INSERT INTO {ltable} (event_id, {tcol}, {LABEL_TIME}, ingested_at, batch_id) "
+                        f"SELECT event_id, {tcol}, {LABEL_TIME}, ?, ? FROM _vigil_new_labels", [now, batch_id])
+                finally:
+                    con.unregister("_vigil_new_labels")
             finally:
                 con.unregister("_vigil_labels")
             for pos in np.flatnonzero(unknown | conflict).tolist():
@@ -280,6 +353,8 @@ class Ingestor:
                                         "value": rec["value"], "message": rec["message"]})
             self._write_quarantine(con, mv, None, batch_id, "labels", quarantine_rows, checked,
                                    self.registry.pii_key() if mv.schema.pii else b"", now)
+            if unknown.any():
+                self._pending_labels[mv.model_id] = True
             accepted = int(keep.sum())
             result = IngestResult(batch_id, checked.source.num_rows, accepted, int(duplicate.sum()),
                                   len(quarantine_rows), dict(Counter(r["reason"] for r in quarantine_rows)),

@@ -108,7 +108,6 @@ SYSTEM_COLUMNS = {
     "model_version": "VARCHAR NOT NULL",
     "ingested_at": "TIMESTAMP NOT NULL",
     "batch_id": "VARCHAR NOT NULL",
-    "content_hash": "UBIGINT NOT NULL",
 }
 
 
@@ -124,7 +123,7 @@ class Registry:
                 raise NotFoundError(f"project {project!r} does not exist")
             with db.transaction() as con:
                 con.execute("INSERT INTO projects (name, created_at) VALUES (?, ?)", [project, utcnow()])
-                row = con.execute("SELECT project_id FROM projects WHERE name = ?", [project]).fetchone()
+                row = con.execute("SELECT project_id FROM projects WHERE name = ?", [project]).fetchall()[0]
                 self._audit(con, "create", "project", project, {})
         self.project_id: int = row[0]
         self._versions: dict[tuple[str, str], ModelVersion] = {}
@@ -192,7 +191,7 @@ class Registry:
             (version,) = con.execute(
                 "SELECT coalesce(max(version), 0) + 1 FROM datasets WHERE project_id = ? AND name = ?",
                 [self.project_id, name],
-            ).fetchone()
+            ).fetchall()[0]
             con.execute(
                 "INSERT INTO datasets (project_id, name, version, content_hash, n_rows, columns_json, path, "
                 "description, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -204,7 +203,7 @@ class Registry:
             (dataset_id,) = con.execute(
                 "SELECT dataset_id FROM datasets WHERE project_id = ? AND name = ? AND version = ?",
                 [self.project_id, name, version],
-            ).fetchone()
+            ).fetchall()[0]
         return self._dataset_by_id(dataset_id)
 
     def dataset(self, name: str, version: int | None = None) -> Dataset:
@@ -291,7 +290,7 @@ class Registry:
                     "VALUES (?, ?, ?, ?, ?, ?)", [self.project_id, name, task, owner or who, description, utcnow()])
                 (model_id,) = con.execute(
                     "SELECT model_id FROM models WHERE project_id = ? AND name = ?", [self.project_id, name]
-                ).fetchone()
+                ).fetchall()[0]
                 self._audit(con, "register", "model", name, {"task": task, "owner": owner or who}, created_by)
             self._ensure_event_tables(con, model_id, schema)
             con.execute(
@@ -378,6 +377,16 @@ class Registry:
             owner=owner, created_at=row[6], created_by=row[7], model_id=model_id, home=self.home)
         self._versions[key] = mv
         return mv
+
+    def version_for_writing(self, name: str, version: str) -> ModelVersion:
+        """A version to write events for, from a per-process cache.
+
+        What writing needs (the model's id and the version's schema) never
+        changes once registered, so only the first call reads the registry;
+        the cached status may be stale, which writing does not look at.
+        """
+        cached = self._versions.get((name, version))
+        return cached if cached is not None else self.model_version(name, version)
 
     def model_id(self, name: str) -> int:
         """The internal id of a model (for its tables)."""

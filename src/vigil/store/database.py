@@ -107,7 +107,9 @@ def _format_1(con: duckdb.DuckDBPyConnection) -> None:
             signals_json VARCHAR,
             committed_at TIMESTAMP NOT NULL
         );
+        CREATE SEQUENCE quarantine_ids START 1;
         CREATE TABLE quarantine (
+            entry_id BIGINT PRIMARY KEY DEFAULT nextval('quarantine_ids'),
             model_id INTEGER NOT NULL,
             version VARCHAR,
             batch_id VARCHAR NOT NULL,
@@ -119,7 +121,9 @@ def _format_1(con: duckdb.DuckDBPyConnection) -> None:
             value VARCHAR,
             message VARCHAR NOT NULL,
             raw_json VARCHAR,
-            quarantined_at TIMESTAMP NOT NULL
+            quarantined_at TIMESTAMP NOT NULL,
+            resolved_at TIMESTAMP,
+            resolved_batch VARCHAR
         );
     """)
 
@@ -207,8 +211,8 @@ class Database:
                     f"(tables {sorted(tables)[:5]}); choose another home"
                 )
             return 0
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        return int(row[0]) if row else 0
+        rows = self.con.execute("SELECT value FROM meta WHERE key = 'format'").fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def _migrate(self, target: int) -> None:
         current = self.format_version
@@ -263,9 +267,13 @@ class Database:
             return self.con.execute(sql, params or []).fetchall()
 
     def fetchone(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> tuple[Any, ...] | None:
-        """The first row of a query, or ``None``."""
+        """The first row of a query, or ``None``.
+
+        (It fetches all rows: a result left half-read blocks the connection.)
+        """
         with self.lock:
-            return self.con.execute(sql, params or []).fetchone()
+            rows = self.con.execute(sql, params or []).fetchall()
+            return rows[0] if rows else None
 
     def table_exists(self, name: str) -> bool:
         """Whether a table of that name exists."""

@@ -38,11 +38,12 @@ class EventIdIndex:
                 found |= arr[pos] == hashes
         return found
 
-    def add(self, hashes: np.ndarray) -> None:
-        """Record newly stored hashes."""
+    def add(self, hashes: np.ndarray, *, presorted: bool = False) -> None:
+        """Record newly stored hashes (``presorted`` saves a sort when they already are)."""
         if not len(hashes):
             return
-        self.runs.append(np.sort(hashes.astype(np.uint64)))
+        hashes = hashes.astype(np.uint64, copy=False)
+        self.runs.append(hashes if presorted else np.sort(hashes))
         self.rows += len(hashes)
         if len(self.runs) > 16 or sum(len(r) for r in self.runs) > max(len(self.main) // 4, 65_536):
             self.main = np.sort(np.concatenate([self.main, *self.runs]))
