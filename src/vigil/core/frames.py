@@ -72,14 +72,14 @@ def _from_pandas(frame: Any) -> pa.Table:
         raise BatchError(f"duplicate column names {dup}")
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         # a column of mixed Python objects: convert column by column, falling back to strings so that
         # validation can name the bad rows instead of the whole batch failing here
         arrays = {}
         for name in frame.columns:
             try:
                 arrays[name] = pa.array(frame[name], from_pandas=True)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                 arrays[name] = pa.array(
                     [None if _is_missing(v) else str(v) for v in frame[name].tolist()], pa.string()
                 )
@@ -144,7 +144,7 @@ def file_format(path: str | Path) -> str:
 
 def read_file(path: str | Path) -> pa.Table:
     """Read a whole Parquet, CSV or JSON-lines file."""
-    return pa.Table.from_batches(list(iter_file_batches(path)))
+    return pa.concat_tables(list(iter_file_batches(path)))
 
 
 def iter_file_batches(path: str | Path, batch_rows: int = 100_000) -> Iterator[pa.Table]:
@@ -174,10 +174,20 @@ def iter_file_batches(path: str | Path, batch_rows: int = 100_000) -> Iterator[p
 
 
 def count_file_rows(path: str | Path) -> int | None:
-    """Rows in a Parquet file from its footer; ``None`` for other formats (unknown before reading)."""
-    if file_format(path) == "parquet":
+    """Rows in a Parquet file from its footer; ``None`` for other formats (unknown before reading).
+
+    A missing or unreadable file raises :class:`BatchError` naming it.
+    """
+    path = Path(path)
+    fmt = file_format(path)
+    if not path.is_file():
+        raise BatchError(f"no such file: {str(path)!r}")
+    if fmt != "parquet":
+        return None
+    try:
         return pq.ParquetFile(path).metadata.num_rows
-    return None
+    except (pa.ArrowInvalid, OSError) as err:
+        raise BatchError(f"cannot read {str(path)!r} as parquet: {err}") from None
 
 
 def single_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -193,6 +203,30 @@ def single_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
             return pa.array([], values.type)
         return values.combine_chunks()
     return values
+
+
+def python_values(values: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """Python values of an array; values Python cannot hold (a year beyond 9999) come back as text.
+
+    >>> python_values(pa.array([253402300800000000], pa.timestamp("us")))
+    ['10000-01-01T00:00:00.000000']
+    """
+    try:
+        return values.to_pylist()
+    except (OverflowError, ValueError, pa.ArrowException):
+        if pa.types.is_timestamp(values.type):
+            import numpy as np
+
+            text = np.datetime_as_string(values.to_numpy(zero_copy_only=False)).tolist()
+            return [None if t == "NaT" else t for t in text]
+        return values.cast(pa.string(), safe=False).to_pylist()
+
+
+def table_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """A table's rows as dicts, via :func:`python_values` column by column."""
+    columns = {name: python_values(table.column(name)) for name in table.column_names}
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)] if columns else [
+        {} for _ in range(table.num_rows)]
 
 
 def content_hash(table: pa.Table) -> str:

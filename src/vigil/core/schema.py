@@ -93,9 +93,11 @@ PII_ACTIONS = ("hash", "drop")
 class Column:
     """One column of a model's events.
 
-    ``nullable`` says whether a missing value is accepted (a feature's missing
-    values are an integrity signal, not an error); ``min``, ``max`` and
-    ``categories`` are what the training data held; ``label_type`` types a
+    ``nullable``, ``min``, ``max`` and ``categories`` are what the training
+    data held (a baseline for integrity checks: values outside it are stored
+    and counted); ``required`` makes a missing feature or metadata value an
+    error instead of a counted signal (event ids, timestamps, predictions and
+    scores are always required); ``label_type`` types a
     classifier's prediction and target; ``class_label`` names the class a
     score column is the probability of; ``pii`` is ``"hash"`` or ``"drop"``.
 
@@ -107,6 +109,7 @@ class Column:
     role: Role
     kind: Kind
     nullable: bool = True
+    required: bool = False
     protected: bool = False
     pii: str | None = None
     min: float | None = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vigil.core.frames import single_array, to_arrow
+from vigil.core.frames import python_values, single_array, to_arrow
 from vigil.core.schema import Column, Kind, LabelType, Role, Schema
 from vigil.errors import BatchError
 
@@ -95,20 +96,34 @@ class ValidatedBatch:
     ``table`` holds the accepted rows, typed, one column per schema column
     present (event id and timestamp always, filled in where absent); ``rows``
     their positions in the input; ``rejected`` one row per refused input row
-    (row, event_id, reason, column, value, message); ``signals`` counts of
-    accepted-but-notable values by signal and column.
+    (row, event_id, reason, column, value, message); ``signal_masks`` marks,
+    per (signal, column), the accepted rows with a value worth a look.
     """
 
     table: pa.Table
     rows: np.ndarray
     rejected: pa.Table
-    signals: dict[str, dict[str, int]] = field(default_factory=dict)
+    signal_masks: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     source: pa.Table | None = None
 
     @property
     def accepted(self) -> int:
         """Rows accepted."""
         return self.table.num_rows
+
+    @property
+    def signals(self) -> dict[str, dict[str, int]]:
+        """Accepted values worth a look, counted by signal and column."""
+        return self.signal_counts()
+
+    def signal_counts(self, keep: np.ndarray | None = None) -> dict[str, dict[str, int]]:
+        """:attr:`signals` over the accepted rows that ``keep`` selects (all by default)."""
+        out: dict[str, dict[str, int]] = {}
+        for (name, column), mask in self.signal_masks.items():
+            count = int(np.count_nonzero(mask if keep is None else mask & keep))
+            if count:
+                out.setdefault(name, {})[column] = count
+        return out
 
     def reasons(self) -> dict[str, int]:
         """Refused rows counted by reason."""
@@ -118,12 +133,13 @@ class ValidatedBatch:
 class _Checker:
     """Accumulates, per row, the first reason it fails; later checks never overwrite an earlier one."""
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, table: pa.Table, redacted: frozenset[str] = frozenset()) -> None:
         self.source = table
         self.n = table.num_rows
         self.failed = np.zeros(self.n, dtype=bool)
         self.records: list[tuple[np.ndarray, str, str | None, str]] = []
-        self.signals: dict[str, dict[str, int]] = {}
+        self.signals: dict[tuple[str, str], np.ndarray] = {}
+        self.redacted = redacted  # PII columns: their values are never quoted
 
     def fail(self, mask: np.ndarray, reason: str, column: str | None, message: str) -> None:
         new = mask & ~self.failed
@@ -131,20 +147,21 @@ class _Checker:
             self.records.append((np.flatnonzero(new), reason, column, message))
             self.failed |= new
 
-    def signal(self, name: str, column: str, count: int) -> None:
-        if count:
-            self.signals.setdefault(name, {})[column] = count
+    def signal(self, name: str, column: str, mask: np.ndarray) -> None:
+        """Mark rows with a value worth a look; only rows finally accepted are counted."""
+        if mask.any():
+            self.signals[(name, column)] = mask
 
     def rejected_table(self, event_ids: pa.Array | None) -> pa.Table:
         rows, reasons, columns, values, messages = [], [], [], [], []
         for idx, reason, column, message in self.records:
             raw = (
-                self.source.column(column).take(pa.array(idx)).to_pylist()
+                python_values(self.source.column(column).take(pa.array(idx)))
                 if column is not None and column in self.source.column_names
                 else [None] * len(idx)
             )
             for i, value in zip(idx.tolist(), raw, strict=True):
-                shown = _show(value)
+                shown = "<redacted>" if column in self.redacted else _show(value)
                 rows.append(i)
                 reasons.append(reason)
                 columns.append(column)
@@ -201,7 +218,7 @@ def validate_predictions(
     """
     table = to_arrow(data)
     _check_columns(table, schema, labels=False)
-    checker = _Checker(table)
+    checker = _Checker(table, frozenset(c.name for c in schema.pii))
     n = table.num_rows
     out: dict[str, pa.Array] = {}
 
@@ -243,12 +260,12 @@ def validate_labels(data: Any, schema: Schema, *, now: dt.datetime | None = None
     if target is None:
         raise BatchError("this model's schema has no target column, so it cannot take labels")
     _check_columns(table, schema, labels=True)
-    checker = _Checker(table)
+    checker = _Checker(table, frozenset(c.name for c in schema.pii))
     n = table.num_rows
     id_col = schema.event_id.name
     ids = single_array(table.column(id_col).cast(pa.string()))
     checker.fail(_null_mask(ids), "missing_value", id_col, "the event id {column!r} is missing")
-    required_target = dataclasses.replace(target, nullable=False)
+    required_target = dataclasses.replace(target, required=True)
     out: dict[str, pa.Array] = {
         "event_id": ids,
         target.name: _coerce(checker, required_target, table.column(target.name)),
@@ -265,7 +282,8 @@ def _finish(checker: _Checker, out: dict[str, pa.Array], source: pa.Table) -> Va
     if len(keep) < checker.n:
         table = table.take(pa.array(keep))
     rejected = checker.rejected_table(out.get("event_id")) if checker.records else empty_rejections()
-    return ValidatedBatch(table=table, rows=keep, rejected=rejected, signals=checker.signals, source=source)
+    masks = {key: mask[keep] for key, mask in checker.signals.items()}
+    return ValidatedBatch(table=table, rows=keep, rejected=rejected, signal_masks=masks, source=source)
 
 
 def _check_columns(table: pa.Table, schema: Schema, *, labels: bool) -> None:
@@ -371,9 +389,11 @@ def parse_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np
     if pa.types.is_date(t):
         return parse_timestamps(values.cast(pa.timestamp("us")))
     if pa.types.is_integer(t) or pa.types.is_floating(t):
-        secs = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        bad = ~np.isfinite(secs) & ~null
-        micros = np.where(np.isfinite(secs), secs * 1e6, 0).astype(np.int64)
+        secs = values.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+        with np.errstate(invalid="ignore"):
+            # beyond about 292,000 years either side of 1970 microseconds overflow int64
+            bad = ~(np.isfinite(secs) & (np.abs(secs) < 9.2e12)) & ~null
+        micros = (np.where(bad | null, 0.0, np.nan_to_num(secs)) * 1e6).astype(np.int64)
         out = micros.view("datetime64[us]").copy()
         out[null | bad] = np.datetime64("NaT")
         return out, bad
@@ -381,17 +401,19 @@ def parse_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np
         strings = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
         parsed = _parse_strings(strings)
         bad = parsed.isna().to_numpy() & ~null
-        return parsed.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]"), bad
+        return parsed.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]", copy=True), bad
     return np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]"), ~null
 
 
 def _parse_strings(strings: pd.Series) -> pd.Series:
-    for fmt in ("ISO8601", "mixed"):
-        try:
-            return pd.to_datetime(strings, utc=True, errors="coerce", format=fmt)
-        except (ValueError, TypeError, OverflowError):
-            continue
-    return pd.Series(pd.NaT, index=strings.index, dtype="datetime64[us, UTC]")
+    """ISO-8601 first (fast, exact); whatever that misses is tried again in any format pandas knows."""
+    parsed = pd.to_datetime(strings, utc=True, errors="coerce", format="ISO8601")
+    retry = parsed.isna() & strings.notna()
+    if retry.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            parsed[retry] = pd.to_datetime(strings[retry], utc=True, errors="coerce", format="mixed")
+    return parsed
 
 
 def _coerce(checker: _Checker, col: Column, values: pa.ChunkedArray) -> pa.Array:
@@ -423,13 +445,18 @@ def _coerce(checker: _Checker, col: Column, values: pa.ChunkedArray) -> pa.Array
 
 
 def _missing(checker: _Checker, col: Column, mask: np.ndarray) -> None:
+    """A feature's or metadata's missing value is a signal; a required column's is an error."""
     if not mask.any():
         return
-    if col.nullable and col.role in (Role.FEATURE, Role.METADATA, Role.TARGET):
+    if _may_be_missing(col):
         if col.role == Role.FEATURE:
-            checker.signal("missing_value", col.name, int(mask.sum()))
+            checker.signal("missing_value", col.name, mask)
         return
     checker.fail(mask, "missing_value", col.name, "{column!r} is required but missing")
+
+
+def _may_be_missing(col: Column) -> bool:
+    return not col.required and col.role in (Role.FEATURE, Role.METADATA, Role.TARGET)
 
 
 def _numeric(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
@@ -437,10 +464,13 @@ def _numeric(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
     null = _null_mask(values)
     if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t):
         if t != pa.float64():
-            values = values.cast(pa.float64())
+            values = values.cast(pa.float64(), safe=False)  # integers beyond 2**53 lose digits, not the batch
         x = values.to_numpy(zero_copy_only=False)
         mismatch = np.zeros(len(x), dtype=bool)
-    elif pa.types.is_string(t) or pa.types.is_null(t):
+    elif pa.types.is_null(t):
+        x = np.full(len(values), np.nan)
+        mismatch = np.zeros(len(x), dtype=bool)
+    elif pa.types.is_string(t):
         x = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object), errors="coerce")
         x = x.to_numpy(dtype=float, na_value=np.nan)
         mismatch = np.isnan(x) & ~null
@@ -455,7 +485,7 @@ def _numeric(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
     if not clean:
         nan = np.isnan(x) & ~mismatch
         inf = np.isinf(x)
-        if col.role in (Role.FEATURE, Role.METADATA, Role.TARGET) and col.nullable:
+        if _may_be_missing(col):
             # NaN in a feature is how pandas spells "missing"; infinity is never a measurement
             _missing(checker, col, nan)
             checker.fail(inf, "not_finite", col.name, "{column!r} has {value}; a finite number is required")
@@ -477,7 +507,7 @@ def _numeric(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
                 checker.fail(outside, "probability_out_of_range", col.name,
                              "{column!r} has {value}; a probability must lie in [0, 1]")
             else:
-                checker.signal("out_of_range", col.name, int((outside & ~checker.failed).sum()))
+                checker.signal("out_of_range", col.name, outside)
     if clean:
         return values if values.type == pa.float64() else pa.array(x, pa.float64())
     x = np.where(mismatch | np.isinf(x), np.nan, x)
@@ -493,8 +523,9 @@ def _strings(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
     elif pa.types.is_floating(t):
         # 3.0 read from a CSV means the category "3"
         x = values.to_numpy(zero_copy_only=False)
-        integral = np.isfinite(x) & (np.mod(np.nan_to_num(x), 1) == 0)
-        as_int = values.cast(pa.int64(), safe=False).cast(pa.string())
+        with np.errstate(invalid="ignore"):
+            integral = np.isfinite(x) & (np.mod(np.nan_to_num(x), 1) == 0) & (np.abs(x) < 2.0**63)
+        as_int = pa.array(np.where(integral, x, 0).astype(np.int64)).cast(pa.string())
         out = pc.if_else(pa.array(integral), as_int, values.cast(pa.string()))
         out = pc.if_else(pa.array(np.isnan(x)), pa.scalar(None, pa.string()), out)
     else:
@@ -514,7 +545,7 @@ def _check_categories(checker: _Checker, col: Column, values: pa.Array) -> None:
     known = pa.array(list(col.categories), pa.string())
     as_text = values.cast(pa.string())
     unseen = ~pc.is_in(as_text, value_set=known).to_numpy(zero_copy_only=False) & ~_null_mask(values)
-    checker.signal("unseen_category", col.name, int((unseen & ~checker.failed).sum()))
+    checker.signal("unseen_category", col.name, unseen)
 
 
 def _boolean(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
@@ -524,7 +555,7 @@ def _boolean(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
         out = values
         mismatch = np.zeros(len(values), dtype=bool)
     elif pa.types.is_integer(t) or pa.types.is_floating(t):
-        x = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        x = values.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         mismatch = ~np.isin(x, [0.0, 1.0]) & ~null
         out = pa.array(x == 1.0, pa.bool_(), mask=null | mismatch)
     elif pa.types.is_string(t):
@@ -551,12 +582,13 @@ def _integer_labels(checker: _Checker, col: Column, values: pa.Array) -> pa.Arra
             x = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object), errors="coerce")
             x = x.to_numpy(dtype=float, na_value=np.nan)
         elif pa.types.is_floating(t) or pa.types.is_boolean(t):
-            x = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            x = values.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         else:
             x = np.full(len(values), np.nan)
         with np.errstate(invalid="ignore"):
-            mismatch = ~null & ~(np.isfinite(x) & (np.mod(np.nan_to_num(x), 1) == 0))
-        out = pa.array(np.nan_to_num(x).astype(np.int64), pa.int64(), mask=null | mismatch)
+            mismatch = ~null & ~(np.isfinite(x) & (np.mod(np.nan_to_num(x), 1) == 0) & (np.abs(x) < 2.0**63))
+        out = pa.array(np.where(mismatch | null, 0, np.nan_to_num(x)).astype(np.int64), pa.int64(),
+                       mask=null | mismatch)
     checker.fail(mismatch, "type_mismatch", col.name, "{column!r} has {value}, which is not a class label")
     _missing(checker, col, null)
     return out

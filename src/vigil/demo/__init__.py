@@ -1,5 +1,6 @@
 """Demo data for Vigil: the UCI Adult data set, a model fit on it, and simulated drifting traffic."""
 
+from vigil.demo.build import DemoSummary, build_demo
 from vigil.demo.simulate import (
     CHANNELS,
     DROPPED_COLUMNS,
@@ -23,7 +24,9 @@ __all__ = [
     "POSITIVE_LABEL",
     "TARGET",
     "DemoData",
+    "DemoSummary",
     "FittedClassifier",
+    "build_demo",
     "default_start",
     "load_adult",
     "make_demo_data",

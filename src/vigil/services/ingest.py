@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vigil.core.frames import to_arrow
+from vigil.core.frames import table_rows, to_arrow
 from vigil.core.pii import redact_record, redact_table
 from vigil.core.validation import LABEL_TIME, ValidatedBatch, validate_labels, validate_predictions
 from vigil.services.registry import ModelVersion, Registry, events_table, labels_table, utcnow
@@ -81,16 +81,16 @@ class Ingestor:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.db = registry.db
-        self._indexes: dict[str, EventIdIndex] = {}
         self._pending_labels: dict[int, bool] = {}
 
     # -- id index ------------------------------------------------------------------------------------
     def _index(self, table: str) -> EventIdIndex:
-        (rows,) = self.db.fetchone(f"SELECT count(*) FROM {table}")
-        index = self._indexes.get(table)
-        if index is None or index.rows != rows:
+        """The id index of an event table, loaded on first use and shared by every user of the file."""
+        indexes = self.db.shared["event_id_indexes"]
+        index = indexes.get(table)
+        if index is None:
             hashes = self.db.execute(f"SELECT hash(event_id) AS h FROM {table}").fetchnumpy()["h"]
-            index = self._indexes[table] = EventIdIndex(np.asarray(hashes, dtype=np.uint64), rows)
+            index = indexes[table] = EventIdIndex(np.asarray(hashes, dtype=np.uint64))
         return index
 
     # -- predictions ---------------------------------------------------------------------------------
@@ -165,7 +165,8 @@ class Ingestor:
             accepted = int(keep.sum())
             reasons = dict(Counter(r["reason"] for r in quarantine_rows))
             result = IngestResult(batch_id, checked.source.num_rows if checked.source is not None else n,
-                                  accepted, duplicates, len(quarantine_rows), reasons, checked.signals, labels)
+                                  accepted, duplicates, len(quarantine_rows), reasons,
+                                  checked.signal_counts(keep), labels)
             self._record_batch(con, mv, mv.version, batch_id, "predictions", source, result, now)
         if accepted == n:
             index.add(sorted_ids, presorted=True)
@@ -358,7 +359,7 @@ class Ingestor:
             accepted = int(keep.sum())
             result = IngestResult(batch_id, checked.source.num_rows, accepted, int(duplicate.sum()),
                                   len(quarantine_rows), dict(Counter(r["reason"] for r in quarantine_rows)),
-                                  checked.signals, labels=accepted)
+                                  checked.signal_counts(keep), labels=accepted)
             self._record_batch(con, mv, None, batch_id, "labels", source, result, now)
         return result
 
@@ -369,7 +370,7 @@ class Ingestor:
             return
         source = checked.source
         positions = [r["row_number"] for r in rows]
-        raw = source.take(pa.array(positions, pa.int64())).to_pylist() if source is not None else [{}] * len(rows)
+        raw = table_rows(source.take(pa.array(positions, pa.int64()))) if source is not None else [{}] * len(rows)
         records = []
         for rec, raw_row in zip(rows, raw, strict=True):
             if mv.schema.pii:

@@ -95,7 +95,7 @@ def _format_1(con: duckdb.DuckDBPyConnection) -> None:
             PRIMARY KEY (model_id, version)
         );
         CREATE TABLE ingest_batches (
-            batch_id VARCHAR PRIMARY KEY,
+            batch_id VARCHAR NOT NULL,
             model_id INTEGER NOT NULL,
             version VARCHAR,
             kind VARCHAR NOT NULL,
@@ -143,6 +143,9 @@ def _format_2(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
+_SHARED: dict[str, dict[str, Any]] = {}
+_SHARED_LOCK = threading.Lock()
+
 #: Migrations, in order: ``MIGRATIONS[i]`` takes a store from format ``i`` to ``i + 1``.
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_format_1, _format_2]
 CURRENT_FORMAT = len(MIGRATIONS)
@@ -159,8 +162,19 @@ class Database:
         self.home = home
         self.con = con
         self.read_only = read_only
-        self.lock = threading.RLock()
         self._in_transaction = False
+        # every Database on one file in this process shares a lock and in-memory state (such as the
+        # event id indexes), so two vigil.open() calls on one home cannot miss each other's writes
+        key = str((home / DB_FILE).resolve())
+        with _SHARED_LOCK:
+            state = _SHARED.get(key)
+            if state is None or state["users"] == 0:
+                # first user since the file was (re)opened: another process may have written meanwhile
+                state = _SHARED[key] = {"lock": threading.RLock(), "users": 0, "event_id_indexes": {}}
+            state["users"] += 1
+        self._key = key
+        self.shared = state
+        self.lock: threading.RLock = state["lock"]
 
     @classmethod
     def open(
@@ -195,7 +209,7 @@ class Database:
         try:
             db._migrate(target)
         except BaseException:
-            con.close()
+            db.close()
             raise
         return db
 
@@ -280,12 +294,17 @@ class Database:
         return self.fetchone("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]) is not None
 
     def close(self) -> None:
-        """Checkpoint and close the file."""
+        """Checkpoint and close the file (closing twice is harmless)."""
         with self.lock:
+            if self._key is None:
+                return
             with contextlib.suppress(duckdb.Error):
                 if not self.read_only:
                     self.con.execute("CHECKPOINT")
             self.con.close()
+            with _SHARED_LOCK:
+                self.shared["users"] -= 1
+            self._key = None
 
 
 def quote(identifier: str) -> str:

@@ -1,0 +1,801 @@
+"""The ``vigil`` command: create a store, register models, ingest predictions and labels, look at the data.
+
+Every command has ``--help``. ``--home DIR`` and ``--project NAME`` come before the command and apply to it.
+Errors are one line on stderr, ``error: <message>``, with exit code 1 (2 for a usage error such as a bad
+option value); a batch that is refused as a whole is an error, rows sent to the quarantine are not.
+
+>>> from typer.testing import CliRunner
+>>> result = CliRunner().invoke(app, ["--help"])
+>>> result.exit_code, "ingest" in result.output
+(0, True)
+"""
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.measure import Measurement
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from typer.core import TyperGroup
+
+import vigil
+from vigil.core.frames import read_file
+from vigil.core.schema import TASKS
+from vigil.core.validation import REASONS, SIGNALS
+from vigil.errors import ArtifactError, BatchError, VigilError
+from vigil.interfaces.api import DEFAULT_PROJECT, FILE_BATCH_ROWS, Store
+from vigil.services.ingest import IngestResult
+from vigil.services.registry import STATUSES
+from vigil.store.database import CURRENT_FORMAT, DB_FILE, default_home
+
+try:  # Typer >= 0.20 vendors Click; older releases use the click package
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click.exceptions import ClickException, UsageError
+
+__all__ = ["app", "main"]
+
+#: Set to show the traceback of an unexpected error instead of one line.
+DEBUG_ENV = "VIGIL_DEBUG"
+#: Rows the table view shows when no ``--limit`` is given.
+TABLE_ROWS = 20
+
+Task = StrEnum("Task", {t: t for t in TASKS})
+Status = StrEnum("Status", {s: s for s in STATUSES})
+
+
+class Format(StrEnum):
+    """How ``events`` and ``quarantine`` print rows."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+# -- errors: one line, never a traceback ---------------------------------------------------------------
+
+
+def one_line(message: str) -> str:
+    """A message folded onto one line.
+
+    >>> one_line("columns ['a']\\n  match nothing ")
+    "columns ['a'] match nothing"
+    """
+    return re.sub(r"\s*\n\s*", " ", str(message).strip())
+
+
+def _error_message(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}: {err.filename!r}" if err.filename else err.strerror
+    if isinstance(err, pa.ArrowException):
+        return f"{type(err).__name__}: {err}"
+    return str(err) or type(err).__name__
+
+
+class _VigilGroup(TyperGroup):
+    """The top-level group: runs the command and turns every expected failure into ``error: ...``."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the answer
+                if err.message.strip():
+                    typer.echo(err.message)
+                sys.exit(err.exit_code)
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            _fail(err.format_message() + hint, err.exit_code)
+        except ClickException as err:
+            _fail(err.format_message(), err.exit_code)
+        except typer.Abort:
+            _fail("aborted", 1)
+        except BrokenPipeError:  # the reader went away (`vigil events m -f csv | head`): stop quietly
+            _silence_stdout()
+            sys.exit(1)
+        except (VigilError, OSError, pa.ArrowException) as err:
+            _fail(_error_message(err), 1)
+        except Exception as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _fail(f"unexpected {type(err).__name__}: {err} (a bug in Vigil: please report it; "
+                  f"set {DEBUG_ENV}=1 to see the traceback)", 1)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+def _silence_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # not a real file (e.g. under CliRunner)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(code)
+
+
+# -- the app and shared options ------------------------------------------------------------------------
+
+app = typer.Typer(
+    name="vigil",
+    cls=_VigilGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+model_app = typer.Typer(help="Register models and look at them.", no_args_is_help=True,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(model_app, name="model")
+
+
+@dataclass
+class Settings:
+    """The global options, shared with every command through the context."""
+
+    home: Path | None = None
+    project: str = DEFAULT_PROJECT
+
+    def resolved_home(self, override: Path | None = None) -> Path:
+        """The home to use: ``override``, then ``--home``, then ``$VIGIL_HOME`` or ``./vigil-data``.
+
+        >>> Settings(Path("a")).resolved_home(), Settings(Path("a")).resolved_home(Path("b"))
+        (PosixPath('a'), PosixPath('b'))
+        """
+        return override or self.home or default_home()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vigil {vigil.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[Path | None, typer.Option(
+        "--home", metavar="DIR", help="The store's directory.", show_default="$VIGIL_HOME or ./vigil-data")] = None,
+    project: Annotated[str, typer.Option("--project", metavar="NAME", help="The project to work in.")]
+    = DEFAULT_PROJECT,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print Vigil's version and exit.")] = False,
+) -> None:
+    """Vigil: record model predictions, join labels later, and keep the record monitoring is built on.
+
+    Put --home and --project before the command, e.g. `vigil --home /data/vigil events credit`.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["--version"]).output.startswith("vigil ")
+    True
+    """
+    ctx.obj = Settings(home=home, project=project)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    found = ctx.find_object(Settings)
+    return found if found is not None else Settings()
+
+
+def _open(ctx: typer.Context, *, read_only: bool = False, must_exist: bool = False) -> Store:
+    """Open the store; only ``init``, ``model register`` and ``demo`` may create it (a mistyped --home should not)."""
+    settings = _settings(ctx)
+    home = settings.resolved_home()
+    if must_exist and not read_only and not (home / DB_FILE).is_file():
+        raise VigilError(f"no Vigil store in {str(home)!r}: run `vigil init` there first")
+    return vigil.open(home, project=settings.project, read_only=read_only)
+
+
+def _out() -> Console:
+    return Console(soft_wrap=False, highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _progress(count: Any) -> Progress:
+    """A progress display on stderr; off when stderr is not a terminal, so logs and errors stay clean."""
+    console = _err()
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), count, TimeElapsedColumn(),
+                    console=console, disable=not console.is_terminal)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Values of a repeatable option, each of which may also hold a comma-separated list."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise BatchError(f"no such file: {str(path)!r}")
+
+
+def _time(value: str | None, option: str) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise typer.BadParameter(f"{value!r} is not a time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)",
+                                 param_hint=option)
+    return ts
+
+
+# -- init ----------------------------------------------------------------------------------------------
+
+
+@app.command("init")
+def init(ctx: typer.Context) -> None:
+    """Create the store (or open and migrate an existing one) and print where it is.\f
+
+    >>> import tempfile
+    >>> from typer.testing import CliRunner
+    >>> result = CliRunner().invoke(app, ["--home", tempfile.mkdtemp(), "init"])
+    >>> result.exit_code, "Created a Vigil store in" in result.output
+    (0, True)
+    """
+    home = _settings(ctx).resolved_home()
+    existed = (home / DB_FILE).is_file()
+    with _open(ctx) as store:
+        projects = store.projects()
+        where = store.home.resolve()
+    verb = "Opened the Vigil store in" if existed else "Created a Vigil store in"
+    typer.echo(f"{verb} {where} (format {CURRENT_FORMAT}; projects: {', '.join(projects)})")
+    if not existed:
+        typer.echo("Next: vigil model register NAME --version 1 --task binary --training-data train.parquet "
+                   "--target COLUMN")
+
+
+# -- model ---------------------------------------------------------------------------------------------
+
+
+def _load_model_file(path: Path) -> Any:
+    _require_file(path)
+    if path.suffix.lower() not in (".pkl", ".pickle", ".joblib"):
+        raise ArtifactError(f"cannot load a model from {str(path)!r}: give a .pkl or .joblib file")
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except Exception as err:  # noqa: BLE001 - unpickling fails in many ways; all mean "not a loadable model"
+        raise ArtifactError(f"cannot load the model from {str(path)!r}: {type(err).__name__}: {err}") from None
+
+
+@model_app.command("register")
+def model_register(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The model's name.")],
+    version: Annotated[str, typer.Option("--version", "-v", help="The version label, e.g. 1 or 2026-01.")],
+    task: Annotated[Task, typer.Option("--task", help="What the model predicts.")],
+    training_data: Annotated[str, typer.Option(
+        "--training-data", metavar="PATH",
+        help="The training set (Parquet, CSV or JSON lines), or the name of a registered dataset.")],
+    target: Annotated[str, typer.Option("--target", metavar="COL", help="The label column.")],
+    model: Annotated[Path | None, typer.Option(
+        "--model", metavar="PATH", help="The fitted model, a .pkl or .joblib file.")] = None,
+    protected: Annotated[list[str] | None, typer.Option(
+        "--protected", metavar="COL", help="A protected attribute (repeat, or separate with commas).")] = None,
+    metadata: Annotated[list[str] | None, typer.Option(
+        "--metadata", metavar="COL", help="A column events carry besides the features (repeatable).")] = None,
+    pii: Annotated[list[str] | None, typer.Option(
+        "--pii", metavar="COL", help="A column holding personal data, stored hashed (repeatable).")] = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="Who answers for the model.")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="What the model is for.")] = None,
+    status: Annotated[Status, typer.Option("--status", help="The version's status.")] = Status.draft,
+) -> None:
+    """Register a model version: its training data, schema (inferred from it) and optional artifact.\f
+
+    >>> from typer.testing import CliRunner
+    >>> result = CliRunner().invoke(app, ["model", "register", "--help"])
+    >>> result.exit_code, "--training-data" in result.output
+    (0, True)
+    """
+    data_path = Path(training_data)
+    if data_path.is_file():
+        data: Any = read_file(data_path)
+    elif not data_path.suffix:
+        data = training_data  # the name of a registered dataset
+    else:
+        raise BatchError(f"no such file: {training_data!r}")
+    artifact = _load_model_file(model) if model is not None else None
+    options: dict[str, Any] = {}
+    for key, values in (("protected", protected), ("metadata", metadata), ("pii", pii)):
+        if _split(values):
+            options[key] = _split(values)
+    with _open(ctx) as store:
+        with _err().status(f"Registering {name} version {version}..."):
+            mv = store.register_model(
+                name, version=version, task=task.value, model=artifact, training_data=data, target=target,
+                owner=owner, description=description,
+                status="draft" if status.value == "production" else status.value, **options)
+            if status.value == "production":  # set_status retires the previous production version
+                mv = store.set_status(name, version, "production")
+        lineage = store.lineage(name, mv.version)
+    ds = lineage["training_data"]
+    schema = mv.schema
+    typer.echo(f"Registered {mv.model} version {mv.version} ({mv.task}, {mv.status}) in project {store.project!r}")
+    typer.echo(f"  features: {len(schema.features)}; target: {target}"
+               + (f"; protected: {', '.join(c.name for c in schema.protected)}" if schema.protected else "")
+               + (f"; pii: {', '.join(c.name for c in schema.pii)}" if schema.pii else ""))
+    if ds is not None:
+        typer.echo(f"  training data: {ds['name']}@{ds['version']} ({ds['rows']:,} rows), "
+                   f"content hash {ds['content_hash']}")
+    if mv.artifact_sha256:
+        typer.echo(f"  artifact: {mv.artifact_type}, sha256 {mv.artifact_sha256}")
+    typer.echo(f"Next: vigil ingest {mv.model} {mv.version} predictions.parquet")
+
+
+@model_app.command("list")
+def model_list(ctx: typer.Context) -> None:
+    """List the models and versions in the project.\f
+
+    >>> import tempfile
+    >>> from typer.testing import CliRunner
+    >>> home = tempfile.mkdtemp()
+    >>> CliRunner().invoke(app, ["--home", home, "init"]).exit_code
+    0
+    >>> result = CliRunner().invoke(app, ["--home", home, "model", "list"])
+    >>> result.exit_code, "no models" in result.output
+    (0, True)
+    """
+    with _open(ctx, read_only=True) as store:
+        models = store.models()
+        project = store.project
+    if models.empty:
+        typer.echo(f"no models registered in project {project!r} yet: add one with `vigil model register`")
+        return
+    table = Table(title=f"Models in project {project!r}", title_justify="left")
+    for col in ("model", "version", "task", "status", "owner", "artifact sha256", "created (UTC)"):
+        table.add_column(col, overflow="fold")
+    for row in models.itertuples(index=False):
+        table.add_row(row.model, row.version, row.task, row.status, row.owner or "",
+                      (row.artifact_sha256 or "")[:12], _cell(row.created_at))
+    _out().print(table)
+
+
+@model_app.command("show")
+def model_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The model's name.")],
+    version: Annotated[str | None, typer.Option("--version", "-v", help="A version (default: the latest).")]
+    = None,
+) -> None:
+    """Print a version's lineage as JSON: artifact sha256, training data and its content hash, schema.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["model", "show", "--help"]).exit_code
+    0
+    """
+    with _open(ctx, read_only=True) as store:
+        lineage = store.lineage(name, version)
+    typer.echo(json.dumps(lineage, indent=2, default=str))
+
+
+@model_app.command("status")
+def model_status(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The model's name.")],
+    version: Annotated[str, typer.Argument(metavar="VERSION", help="The version.")],
+    status: Annotated[Status, typer.Argument(metavar="STATUS", help="The new status.")],
+) -> None:
+    """Change a version's status; promoting one to production retires the previous production version.\f
+
+    >>> from typer.testing import CliRunner
+    >>> "production" in CliRunner().invoke(app, ["model", "status", "--help"]).output
+    True
+    """
+    with _open(ctx, must_exist=True) as store:
+        before = store.model(name, version).status
+        models = store.models()
+        was_production = models[(models["model"] == name) & (models["status"] == "production")
+                                & (models["version"] != version)]["version"].tolist()
+        mv = store.set_status(name, version, status.value)
+    typer.echo(f"{mv.model} version {mv.version}: {before} -> {mv.status}")
+    if mv.status == "production" and was_production:
+        typer.echo(f"  retired: version {', '.join(was_production)}")
+
+
+# -- ingest and labels -----------------------------------------------------------------------------------
+
+
+class _RowProgress:
+    """A Rich progress bar on stderr, fed by the ``progress(rows_done, rows_total_or_None)`` callback."""
+
+    def __init__(self, description: str) -> None:
+        self.done = 0
+        self._progress = _progress(TextColumn("{task.completed:,.0f} rows"))
+        self._task = self._progress.add_task(description, total=None)
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self.done = done
+        self._progress.update(self._task, completed=done, total=total)
+
+    def run(self, ingest: Callable[["_RowProgress"], IngestResult]) -> IngestResult:
+        """Run ``ingest(self)`` with the bar shown; a failure says how many rows were committed before it."""
+        with self._progress:
+            try:
+                return ingest(self)
+            except VigilError as err:
+                if self.done:
+                    raise type(err)(f"{err} (the first {self.done:,} rows were committed before this; sending the "
+                                    "file again is safe: rows already stored are skipped)") from None
+                raise
+
+
+def _print_result(model: str, result: IngestResult, what: str) -> None:
+    typer.echo(f"{model}: {what} {result.summary()}")
+    out = _out()
+    if result.reasons:
+        table = Table(title="Quarantined rows by reason", title_justify="left")
+        table.add_column("reason")
+        table.add_column("rows", justify="right")
+        table.add_column("meaning")
+        for reason, count in sorted(result.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            table.add_row(reason, f"{count:,}", REASONS.get(reason, ""))
+        out.print(table)
+    signals = [(name, col, n) for name, cols in result.signals.items() for col, n in cols.items() if n]
+    if signals:
+        table = Table(title="Accepted, but worth a look (signals)", title_justify="left")
+        table.add_column("signal")
+        table.add_column("column")
+        table.add_column("rows", justify="right")
+        table.add_column("meaning")
+        for name, col, n in sorted(signals, key=lambda s: (s[0], -s[2], s[1])):
+            table.add_row(name, col, f"{n:,}", SIGNALS.get(name, ""))
+        out.print(table)
+    if result.quarantined:
+        typer.echo(f"The quarantined rows are kept with their reason: vigil quarantine {model}")
+
+
+@app.command("ingest")
+def ingest(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
+    version: Annotated[str, typer.Argument(metavar="VERSION", help="The version that made the predictions.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Events: Parquet, CSV or JSON lines.",
+                                         show_default=False)],
+    batch_rows: Annotated[int, typer.Option("--batch-rows", min=1, metavar="N",
+                                            help="Rows per transaction.")] = FILE_BATCH_ROWS,
+) -> None:
+    """Ingest prediction events from a file; bad rows go to the quarantine with a reason.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["ingest", "--help"]).exit_code
+    0
+    """
+    with _open(ctx, must_exist=True) as store:
+        store.model(model, version)  # an unknown model or version fails before the file is read
+        _require_file(file)
+        result = _RowProgress(f"Ingesting {file.name}").run(lambda cb: store.log_predictions(
+            model, version, file, batch_rows=batch_rows, progress=cb))
+    _print_result(model, result, "events")
+
+
+@app.command("labels")
+def labels(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="event_id, the target column, optionally label_time.",
+                                         show_default=False)],
+    batch_rows: Annotated[int, typer.Option("--batch-rows", min=1, metavar="N",
+                                            help="Rows per transaction.")] = FILE_BATCH_ROWS,
+) -> None:
+    """Join ground-truth labels to stored events by event id.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["labels", "--help"]).exit_code
+    0
+    """
+    with _open(ctx, must_exist=True) as store:
+        store.model(model)
+        _require_file(file)
+        result = _RowProgress(f"Joining labels from {file.name}").run(lambda cb: store.log_labels(
+            model, file, batch_rows=batch_rows, progress=cb))
+    _print_result(model, result, "labels")
+
+
+# -- reading: events and quarantine ----------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None or (not isinstance(value, list | dict | tuple) and pd.isna(value)):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _resolve_format(fmt: Format | None, output: Path | None) -> Format:
+    if fmt is not None:
+        if fmt is Format.table and output is not None:
+            raise typer.BadParameter("a table cannot be written to a file; use csv or json", param_hint="--format")
+        return fmt
+    if output is None:
+        return Format.table
+    by_suffix = {".csv": Format.csv, ".json": Format.json}
+    if output.suffix.lower() not in by_suffix:
+        raise typer.BadParameter(f"cannot tell the format of {str(output)!r}; add --format csv or --format json",
+                                 param_hint="--output")
+    return by_suffix[output.suffix.lower()]
+
+
+def _json_value(value: Any) -> Any:
+    """What ``json`` cannot write itself: times as ISO 8601, numpy scalars as Python numbers."""
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _emit(frame: pd.DataFrame, fmt: Format, output: Path | None, what: str) -> None:
+    """Write rows as CSV or a JSON array, to ``output`` or stdout."""
+    if fmt is Format.csv:
+        text = frame.to_csv(index=False)
+    else:
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        text = json.dumps(records, default=_json_value, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(frame):,} {what} to {output}", err=True)
+
+
+def _print_table(frame: pd.DataFrame, title: str, more: bool, limit_hint: str) -> None:
+    """Rows as a Rich table, or one block per row (like ``psql -x``) when the table is wider than the terminal."""
+    console = _out()
+    table = Table(title=title, title_justify="left")
+    for col in frame.columns:
+        table.add_column(str(col), overflow="fold")
+    cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    for row in cells:
+        table.add_row(*row)
+    if Measurement.get(console, console.options.update(width=100_000), table).maximum <= console.width:
+        console.print(table)
+    else:
+        typer.echo(title)
+        width = max(len(str(c)) for c in frame.columns)
+        for number, row in enumerate(cells, start=1):
+            typer.echo(f"-[ {number} ]" + "-" * max(0, width - 4))
+            for col, value in zip(frame.columns, row, strict=True):
+                typer.echo(f"{str(col):<{width}}  {value}")
+    if more:
+        typer.echo(limit_hint)
+
+
+def _columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    if not columns:
+        return frame
+    unknown = [c for c in columns if c not in frame.columns]
+    if unknown:
+        raise typer.BadParameter(f"no column {unknown}; columns: {list(frame.columns)}", param_hint="--columns")
+    return frame[columns]
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
+    version: Annotated[str | None, typer.Option("--version", "-v", help="Only this version's events.")] = None,
+    start: Annotated[str | None, typer.Option("--start", metavar="TIME",
+                                              help="From this time, inclusive (naive times are UTC).")] = None,
+    end: Annotated[str | None, typer.Option("--end", metavar="TIME", help="Until this time, exclusive.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", "-n", min=1, metavar="N",
+        help=f"At most N events (the table shows {TABLE_ROWS} unless given).")] = None,
+    fmt: Annotated[Format | None, typer.Option(
+        "--format", "-f", help="table, csv or json (default: table, or from the --output suffix).",
+        show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH",
+                                                help="Write to this file instead of stdout.")] = None,
+    columns: Annotated[list[str] | None, typer.Option(
+        "--columns", metavar="COL", help="Only these columns (repeat, or separate with commas).")] = None,
+) -> None:
+    """Show or export stored events with their labels, oldest first.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["events", "--help"]).exit_code
+    0
+    """
+    fmt = _resolve_format(fmt, output)
+    start_ts, end_ts = _time(start, "--start"), _time(end, "--end")
+    fetch = limit
+    if fmt is Format.table:
+        shown = TABLE_ROWS if limit is None else limit
+        fetch = shown + 1
+    with _open(ctx, read_only=True) as store:
+        frame = store.events(model, version, start_ts, end_ts, limit=fetch)
+    frame = _columns(frame, _split(columns))
+    if fmt is not Format.table:
+        _emit(frame, fmt, output, "events")
+        return
+    more = len(frame) > shown
+    frame = frame.head(shown)
+    if frame.empty:
+        typer.echo(f"no events for {model}" + (" in that range" if start or end else ""))
+        return
+    _print_table(frame, f"Events of {model} (times in UTC)", more,
+                 "more events follow; use --limit N, or --format csv/json to export them all")
+
+
+@app.command("quarantine")
+def quarantine(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Only rows refused for this reason.")]
+    = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", "-n", min=1, metavar="N",
+        help=f"At most N rows (the table shows {TABLE_ROWS} unless given).")] = None,
+    fmt: Annotated[Format | None, typer.Option(
+        "--format", "-f", help="table, csv or json (default: table, or from the --output suffix).",
+        show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH",
+                                                help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """List refused rows with the reason, the column and the value that failed.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["quarantine", "--help"]).exit_code
+    0
+    """
+    if reason is not None and reason not in REASONS:
+        raise typer.BadParameter(f"{reason!r} is not a reason; reasons: {', '.join(REASONS)}",
+                                 param_hint="--reason")
+    fmt = _resolve_format(fmt, output)
+    with _open(ctx, read_only=True) as store:
+        rows = store.quarantine(model, reason=reason)
+    total = len(rows)
+    if fmt is not Format.table:
+        rows = rows if limit is None else rows.head(limit)
+        rows = rows.assign(raw=[json.loads(r) if isinstance(r, str) else None for r in rows["raw"]])
+        if fmt is Format.csv:
+            rows = rows.assign(raw=[json.dumps(r) for r in rows["raw"]])
+        _emit(rows, fmt, output, "quarantined rows")
+        return
+    if not total:
+        typer.echo(f"no quarantined rows for {model}" + (f" with reason {reason!r}" if reason else ""))
+        return
+    counts = rows["reason"].value_counts()
+    typer.echo(f"{total:,} quarantined rows for {model}: "
+               + ", ".join(f"{r}: {n:,}" for r, n in counts.items()))
+    shown = TABLE_ROWS if limit is None else limit
+    view = rows[["kind", "version", "row_number", "event_id", "reason", "column", "value", "message",
+                 "quarantined_at"]].head(shown).rename(columns={"row_number": "row"})
+    _print_table(view, f"Quarantine of {model} (times in UTC)", total > shown,
+                 f"showing {shown:,} of {total:,}; use --limit N, --reason R, or --format csv/json for all of them")
+
+
+# -- demo ----------------------------------------------------------------------------------------------
+
+_DEMO_STAGES = {
+    "simulate": "Training the model and simulating traffic",
+    "register": "Registering the training data and the model",
+    "events": "Ingesting events, one batch per day",
+    "labels": "Joining the late labels",
+}
+
+
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    home: Annotated[Path | None, typer.Option("--home", metavar="DIR", help="Build the demo here.",
+                                              show_default="the global --home, $VIGIL_HOME or ./vigil-data")]
+    = None,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Open the dashboard afterwards.")] = True,
+    days: Annotated[int, typer.Option("--days", min=1, max=3650, help="Days of simulated traffic.")] = 60,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 0,
+) -> None:
+    """Build a demo project: an income model on UCI Adult with drifting traffic, late labels, a few bad rows.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["demo", "--help"]).exit_code
+    0
+    """
+    from vigil.demo.build import build_demo
+
+    settings = _settings(ctx)
+    target = settings.resolved_home(home)
+    progress = _progress(MofNCompleteColumn())
+    tasks: dict[str, TaskID] = {}
+
+    def step(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(_DEMO_STAGES.get(stage, stage), total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with vigil.open(target, project=settings.project) as store, progress:
+        summary = build_demo(store, days=days, seed=seed, progress=step)
+    _print_demo_summary(summary, settings, explicit_home=home or settings.home)
+    _serve_dashboard(summary.home, serve)
+
+
+def _print_demo_summary(summary: Any, settings: Settings, explicit_home: Path | None) -> None:
+    echo = typer.echo
+    echo(f"Vigil demo in {summary.home.resolve()} (project {summary.project!r})")
+    if summary.reused:
+        echo(f"  model:          {summary.model} version {summary.version} was already registered here: reused")
+    else:
+        echo(f"  model:          {summary.model} version {summary.version} (binary, {summary.status}), "
+             "registered now")
+    echo(f"  events:         {summary.events_ingested:,} ingested of {summary.events_simulated:,} simulated"
+         + (f" ({summary.duplicates:,} already stored)" if summary.duplicates else ""))
+    echo(f"  labels joined:  {summary.labels_joined:,}")
+    if summary.quarantined:
+        reasons = ", ".join(f"{r}: {n}" for r, n in sorted(summary.quarantine_reasons.items()))
+        echo(f"  quarantined:    {summary.quarantined} (as intended: malformed rows in the simulated feed; {reasons})")
+    else:
+        echo("  quarantined:    0 this run (the malformed rows of the simulated feed were quarantined before)")
+    echo(f"  date range:     {summary.start:%Y-%m-%d %H:%M} to {summary.end:%Y-%m-%d %H:%M} UTC "
+         f"({summary.days} days)")
+    echo(f"  label coverage: {summary.label_coverage:.1%} of {summary.events_stored:,} stored events have a label")
+    echo(f"  artifact:       sha256 {summary.artifact_sha256}")
+    if summary.training_data:
+        ds = summary.training_data
+        echo(f"  training data:  {ds['name']}@{ds['version']}, content hash {ds['content_hash']}")
+    prefix = "vigil"
+    if explicit_home is not None:
+        prefix += f" --home {explicit_home}"
+    if settings.project != DEFAULT_PROJECT:
+        prefix += f" --project {settings.project}"
+    echo("Try next:")
+    for command in summary.next_steps:
+        echo(f"  {command.replace('vigil', prefix, 1)}")
+
+
+def _serve_dashboard(home: Path, serve: bool) -> None:
+    """Where ``vigil demo`` hands over to the dashboard; there is none in this version, with or without --serve."""
+    typer.echo("The dashboard is not available in this version of Vigil; use the commands above to explore.")
+
+
+# -- entry point ---------------------------------------------------------------------------------------
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the ``vigil`` command with ``args`` (default: the process's arguments); return the exit code.
+
+    >>> main(["--version"]) == 0
+    vigil ...
+    True
+    """
+    try:
+        app(args=list(args) if args is not None else None, prog_name="vigil")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        typer.echo(exc.code, err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
