@@ -2,7 +2,7 @@
 
 usage: python benchmarks/ingest.py [--rows N] [--repeats K] [--micro-rows M] [--micro-batch B] [--drop-label]
 
-The data are those of the peer benchmark (/work/shared/peer-bench/ingest.py): event_id, ts,
+The data are the standard ingest workload shared with the peer benchmarks: event_id, ts,
 model_version, f0..f19 ~ N(0, 1), prediction in [0, 1], label in {0, 1}, built as a pyarrow Table
 before any timing.
 
@@ -51,7 +51,7 @@ BULK_GOAL = 0.5          # Vigil's bulk rate at least half the plain insert's
 MICRO_GOAL = 50_000      # events/s in 1,000-row calls
 
 
-# -- memory (the same reading as /work/shared/peer-bench/common.py) -----------------------------------
+# -- memory (read as the peer benchmarks read it) ---------------------------------------------------
 
 
 def mem_mb() -> dict[str, float]:

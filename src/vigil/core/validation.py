@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import os
 import warnings
 from collections import Counter
@@ -461,6 +462,11 @@ def _may_be_missing(col: Column) -> bool:
 
 def _numeric(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
     t = values.type
+    if t == pa.float64() and values.null_count == 0:  # the common case, in a few reductions
+        x = values.to_numpy()
+        if math.isfinite(x.sum()):  # NaN and inf make the sum non-finite (so may overflow: then the slow path)
+            _check_range(checker, col, x, clean=True)
+            return values
     null = _null_mask(values)
     if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t):
         if t != pa.float64():
@@ -493,25 +499,32 @@ def _numeric(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
             checker.fail(null & ~mismatch, "missing_value", col.name, "{column!r} is required but missing")
             checker.fail((nan & ~null) | inf, "not_finite", col.name,
                          "{column!r} has {value}; a finite number is required")
-    lo, hi = (0.0, 1.0) if col.role == Role.SCORE else (col.min, col.max)
-    if lo is not None and hi is not None and len(x):
-        if clean:
-            outside_any = bool(x.min() < lo or x.max() > hi)
-        else:
-            with np.errstate(invalid="ignore"):
-                outside_any = bool(np.nanmin(x) < lo or np.nanmax(x) > hi) if not np.isnan(x).all() else False
-        if outside_any:
-            with np.errstate(invalid="ignore"):
-                outside = (x < lo) | (x > hi)
-            if col.role == Role.SCORE:
-                checker.fail(outside, "probability_out_of_range", col.name,
-                             "{column!r} has {value}; a probability must lie in [0, 1]")
-            else:
-                checker.signal("out_of_range", col.name, outside)
+    _check_range(checker, col, x, clean=clean)
     if clean:
         return values if values.type == pa.float64() else pa.array(x, pa.float64())
     x = np.where(mismatch | np.isinf(x), np.nan, x)
     return pa.array(x, pa.float64(), mask=np.isnan(x))
+
+
+def _check_range(checker: _Checker, col: Column, x: np.ndarray, *, clean: bool) -> None:
+    """A score outside [0, 1] is refused; a feature outside its training range is counted."""
+    lo, hi = (0.0, 1.0) if col.role == Role.SCORE else (col.min, col.max)
+    if lo is None or hi is None or not len(x):
+        return
+    if clean:  # every value finite: two reductions tell whether any is outside
+        outside_any = bool(x.min() < lo or x.max() > hi)
+    else:
+        with np.errstate(invalid="ignore"):
+            outside_any = not np.isnan(x).all() and bool(np.nanmin(x) < lo or np.nanmax(x) > hi)
+    if not outside_any:
+        return
+    with np.errstate(invalid="ignore"):
+        outside = (x < lo) | (x > hi)
+    if col.role == Role.SCORE:
+        checker.fail(outside, "probability_out_of_range", col.name,
+                     "{column!r} has {value}; a probability must lie in [0, 1]")
+    else:
+        checker.signal("out_of_range", col.name, outside)
 
 
 def _strings(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
@@ -574,9 +587,13 @@ def _boolean(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
 def _integer_labels(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
     t = values.type
     null = _null_mask(values)
-    if pa.types.is_integer(t):
+    if pa.types.is_integer(t) and t != pa.uint64():
         out = values.cast(pa.int64())
         mismatch = np.zeros(len(values), dtype=bool)
+    elif t == pa.uint64():
+        raw = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+        mismatch = (raw > np.iinfo(np.int64).max) & ~null
+        out = pa.array(np.where(mismatch, 0, raw).astype(np.int64), pa.int64(), mask=null | mismatch)
     else:
         if pa.types.is_string(t):
             x = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object), errors="coerce")
