@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
+# the report tests render pages in headless Chromium (Debian's package); install it where we can
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing chromium with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is not installed (sudo apt-get install chromium): the browser tests will be skipped"
+  fi
+fi
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== pytest"

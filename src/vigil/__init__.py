@@ -8,7 +8,7 @@ arrives, and monitor, explain and govern from that store.
 True
 """
 
-from vigil import core
+from vigil import core, metrics
 from vigil.core.schema import Column, Kind, Role, Schema, infer_schema
 from vigil.errors import (
     AlreadyExistsError,
@@ -20,6 +20,7 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.interfaces.api import Store, open
+from vigil.interfaces.notebook import Comparison, compare
 from vigil.services.ingest import IngestResult
 from vigil.services.registry import Dataset, ModelVersion
 
@@ -30,6 +31,7 @@ __all__ = [
     "ArtifactError",
     "BatchError",
     "Column",
+    "Comparison",
     "Dataset",
     "IngestResult",
     "Kind",
@@ -41,7 +43,9 @@ __all__ = [
     "Store",
     "StoreVersionError",
     "VigilError",
+    "compare",
     "core",
     "infer_schema",
+    "metrics",
     "open",
 ]

@@ -33,6 +33,7 @@ from vigil.core.frames import count_file_rows, iter_file_batches
 from vigil.core.schema import Schema
 from vigil.errors import BatchError
 from vigil.services.ingest import Ingestor, IngestResult
+from vigil.services.monitoring import Monitor, parse_window, segment_key
 from vigil.services.registry import Dataset, ModelVersion, Registry, events_table, labels_table
 from vigil.store.database import Database, quote
 
@@ -61,6 +62,7 @@ class Store:
         self._db = db
         self._registry = Registry(db, project)
         self._ingestor = Ingestor(self._registry)
+        self._monitor = Monitor(self._registry)
 
     # -- housekeeping --------------------------------------------------------------------------------
     @property
@@ -204,6 +206,90 @@ class Store:
         if result is None:
             raise BatchError(f"{str(path)!r} holds no rows")
         return result
+
+    # -- monitoring ----------------------------------------------------------------------------------
+    def _version(self, model: str, version: str | None) -> ModelVersion:
+        return self.model(model, version)
+
+    def performance(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
+                    start: Any = None, end: Any = None, threshold: float | None = None,
+                    average: str | None = None) -> pd.DataFrame:
+        """Model quality per window from labelled events: one row per (window, metric).
+
+        Classification: accuracy, precision, recall, specificity, NPV, F1,
+        FPR, FNR, ROC-AUC, PR-AUC, log loss, Brier score and expected
+        calibration error (binary scores; ``threshold`` re-decides predictions
+        from the scores, at 1/1000 resolution); regression: MAE, RMSE, MAPE,
+        R². ``segment`` is a column filter (``{"sex": "Female"}``) or a SQL
+        condition (``"age < 25 and channel = 'web'"``).
+        """
+        return self._monitor.performance(self._version(model, version), window=window,
+                                         segment=segment_key(segment), start=start, end=end,
+                                         threshold=threshold, average=average)
+
+    def drift(self, model: str, version: str | None = None, window: str = "1d", baseline: Any = "training",
+              segment: Any = None, *, start: Any = None, end: Any = None, methods: dict[str, str] | None = None,
+              thresholds: dict[str, float] | None = None) -> pd.DataFrame:
+        """Drift per window and column: method, value, threshold, drifted, with p-value, PSI, JS, Hellinger.
+
+        ``baseline``: ``"training"`` (the training data, and the model's
+        outputs on it), ``"previous"`` (each window against the one before),
+        or a ``(start, end)`` reference period. Defaults decide on effect
+        sizes, not p-values: numeric columns drift at a normalised Wasserstein
+        distance >= 0.1, categorical ones at a Jensen–Shannon distance >= 0.1;
+        ``methods`` and ``thresholds`` override them per column.
+        """
+        return self._monitor.drift(self._version(model, version), window=window, baseline=baseline,
+                                   segment=segment_key(segment), start=start, end=end, methods=methods,
+                                   thresholds=thresholds)
+
+    def integrity(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
+                  start: Any = None, end: Any = None) -> pd.DataFrame:
+        """Data integrity per window and column: missing rate, out-of-range, unseen-category and outlier shares,
+        and the rows quarantined in the window."""
+        return self._monitor.integrity(self._version(model, version), window=window, segment=segment_key(segment),
+                                       start=start, end=end)
+
+    def traffic(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
+                start: Any = None, end: Any = None) -> pd.DataFrame:
+        """Events, labelled events, label coverage and label delay per window."""
+        return self._monitor.traffic(self._version(model, version), window=window, segment=segment_key(segment),
+                                     start=start, end=end)
+
+    def worst_segments(self, model: str, version: str | None = None, metric: str = "accuracy", *,
+                       by: list[str] | None = None, start: Any = None, end: Any = None, min_count: int = 30,
+                       threshold: float | None = None) -> pd.DataFrame:
+        """Segments ranked worst first on a performance metric (``gap``: how far below the overall value)."""
+        return self._monitor.worst_segments(self._version(model, version), metric=metric, by=by, start=start,
+                                            end=end, min_count=min_count, threshold=threshold)
+
+    def report(self, model: str, version: str | None = None, path: str | os.PathLike[str] | None = None, *,
+               window: str = "1d", baseline: Any = "training", segment: Any = None) -> Any:
+        """A self-contained HTML report (performance, drift, integrity, traffic); written to ``path`` if given.
+
+        It renders in Jupyter as it is (``_repr_html_``) and needs no network:
+        plotly.js is inlined.
+        """
+        from vigil.interfaces.report import build_report
+
+        mv = self.model(model, version)
+        options = {"window": window, "segment": segment}
+        report = build_report(
+            title=f"{model} version {mv.version}",
+            meta={"model": model, "version": mv.version, "task": mv.task, "window": window,
+                  "baseline": baseline, "project": self.project},
+            performance=self.performance(model, mv.version, **options),
+            drift=self.drift(model, mv.version, baseline=baseline, **options),
+            integrity=self.integrity(model, mv.version, **options),
+            traffic=self.traffic(model, mv.version, **options))
+        if path is not None:
+            report.save(path)
+        return report
+
+    def refresh_profiles(self, model: str, version: str | None = None, window: str = "1d") -> int:
+        """Bring the stored profiles up to date now (reads do it by themselves); returns windows recomputed."""
+        grain, _ = parse_window(window)
+        return self._monitor.refresh(self._version(model, version), grain)
 
     # -- reading -------------------------------------------------------------------------------------
     def events(

@@ -46,6 +46,7 @@ from vigil.core.validation import REASONS, SIGNALS
 from vigil.errors import ArtifactError, BatchError, VigilError
 from vigil.interfaces.api import DEFAULT_PROJECT, FILE_BATCH_ROWS, Store
 from vigil.services.ingest import IngestResult
+from vigil.services.monitoring import parse_window
 from vigil.services.registry import STATUSES
 from vigil.store.database import CURRENT_FORMAT, DB_FILE, default_home
 
@@ -693,6 +694,59 @@ def quarantine(
                  "quarantined_at"]].head(shown).rename(columns={"row_number": "row"})
     _print_table(view, f"Quarantine of {model} (times in UTC)", total > shown,
                  f"showing {shown:,} of {total:,}; use --limit N, --reason R, or --format csv/json for all of them")
+
+
+# -- report --------------------------------------------------------------------------------------------
+
+
+class Baseline(StrEnum):
+    """What ``report`` compares each window's data with."""
+
+    training = "training"
+    previous = "previous"
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
+    version: Annotated[str | None, typer.Option("--version", "-v", help="A version (default: the latest).")]
+    = None,
+    window: Annotated[str, typer.Option("--window", "-w", metavar="LENGTH",
+                                        help="Window length: 1h, 6h, 1d, 7d, 1w, 30d...")] = "1d",
+    baseline: Annotated[Baseline, typer.Option(
+        "--baseline", help="Drift against the training data, or each window against the one before.")]
+    = Baseline.training,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", help="The HTML file to write.")]
+    = Path("report.html"),
+) -> None:
+    """Write a self-contained HTML monitoring report: performance, drift, data integrity and traffic per window.\f
+
+    The file inlines plotly.js and fetches nothing when opened.
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["report", "--help"]).exit_code
+    0
+    """
+    try:
+        parse_window(window)
+    except VigilError as err:
+        raise typer.BadParameter(str(err), param_hint="--window") from None
+    from vigil.interfaces.report import build_report
+
+    with _open(ctx, must_exist=True) as store:
+        mv = store.model(model, version)
+        frames = {
+            "performance": store.performance(model, mv.version, window=window),
+            "drift": store.drift(model, mv.version, window=window, baseline=baseline.value),
+            "integrity": store.integrity(model, mv.version, window=window),
+            "traffic": store.traffic(model, mv.version, window=window),
+        }
+        project = store.project
+    meta = {"model": mv.model, "version": mv.version, "baseline": baseline.value, "window": window,
+            "project": project, "status": mv.status}
+    path = build_report(title=f"{mv.model} version {mv.version}: monitoring report", meta=meta, **frames).save(output)
+    typer.echo(str(path))
 
 
 # -- demo ----------------------------------------------------------------------------------------------

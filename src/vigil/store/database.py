@@ -146,8 +146,39 @@ def _format_2(con: duckdb.DuckDBPyConnection) -> None:
 _SHARED: dict[str, dict[str, Any]] = {}
 _SHARED_LOCK = threading.Lock()
 
+def _format_3(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE profiles (
+            model_id INTEGER NOT NULL,
+            version VARCHAR NOT NULL,
+            segment VARCHAR NOT NULL,
+            grain VARCHAR NOT NULL,
+            window_start TIMESTAMP NOT NULL,
+            column_name VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL,
+            computed_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE profile_marks (
+            model_id INTEGER NOT NULL,
+            version VARCHAR NOT NULL,
+            segment VARCHAR NOT NULL,
+            grain VARCHAR NOT NULL,
+            events_through TIMESTAMP,
+            labels_through TIMESTAMP,
+            PRIMARY KEY (model_id, version, segment, grain)
+        );
+        CREATE TABLE baselines (
+            model_id INTEGER NOT NULL,
+            version VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL,
+            computed_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (model_id, version)
+        );
+    """)
+
+
 #: Migrations, in order: ``MIGRATIONS[i]`` takes a store from format ``i`` to ``i + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_format_1, _format_2]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_format_1, _format_2, _format_3]
 CURRENT_FORMAT = len(MIGRATIONS)
 
 

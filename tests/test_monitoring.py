@@ -1,0 +1,159 @@
+"""Monitoring through the store: profiles per window and segment agree with metrics on the raw events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+import vigil
+from vigil.demo import make_demo_data
+
+MODEL = "income"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return make_demo_data(days=14, events_per_day=300, seed=3)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, demo):
+    s = vigil.open(tmp_path_factory.mktemp("monitoring-home"))
+    ds = s.register_dataset("train", demo.train_df)
+    s.register_model(MODEL, version="1", model=demo.model, training_data=ds, target="income",
+                     protected=["sex"], metadata=["channel"])
+    s.log_predictions(MODEL, "1", demo.events)
+    s.log_labels(MODEL, demo.labels)
+    yield s
+    s.close()
+
+
+def labelled_events(store, **where):
+    events = store.events(MODEL)
+    events = events[events["income"].notna()]
+    for column, value in where.items():
+        events = events[events[column] == value]
+    return events
+
+
+def test_daily_performance_agrees_with_scikit_learn(store):
+    perf = store.performance(MODEL, "1", window="1d")
+    events = labelled_events(store)
+    events["day"] = events["timestamp"].dt.floor("D")
+    checked = 0
+    for day, rows in events.groupby("day"):
+        got = perf[perf["window"] == day].set_index("metric")["value"]
+        y, pred, score = rows["income"], rows["prediction"], rows["score"]
+        positive = y == ">50K"
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
+        assert got["precision"] == pytest.approx(skm.precision_score(y, pred, pos_label=">50K", zero_division=0),
+                                                 abs=1e-12)
+        assert got["recall"] == pytest.approx(skm.recall_score(y, pred, pos_label=">50K", zero_division=0), abs=1e-12)
+        if positive.any() and not positive.all():
+            assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(positive, score), abs=2e-3)
+        assert got["brier"] == pytest.approx(skm.brier_score_loss(positive, score), abs=1e-9)
+        checked += 1
+    assert checked >= 10
+
+
+def test_a_week_is_the_merge_of_its_days(store):
+    week = store.performance(MODEL, "1", window="1w")
+    events = labelled_events(store)
+    start = week["window"].iloc[0]
+    rows = events[(events["timestamp"] >= start) & (events["timestamp"] < start + pd.Timedelta(days=7))]
+    got = week[week["window"] == start].set_index("metric")["value"]
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(rows["income"], rows["prediction"]), abs=1e-12)
+
+
+def test_segment_performance(store):
+    perf = store.performance(MODEL, "1", window="1d", segment={"sex": "Female"})
+    assert (perf["segment"] == '"sex" = \'Female\'').all()
+    rows = labelled_events(store, sex="Female")
+    rows = rows.assign(day=rows["timestamp"].dt.floor("D"))
+    for day, day_rows in rows.groupby("day"):
+        got = perf[(perf["window"] == day) & (perf["metric"] == "accuracy")]["value"].item()
+        assert got == pytest.approx(skm.accuracy_score(day_rows["income"], day_rows["prediction"]), abs=1e-12)
+
+
+def test_bad_segment_names_the_problem(store):
+    with pytest.raises(vigil.VigilError, match="segment"):
+        store.performance(MODEL, "1", segment="no_such_column > 3")
+
+
+def test_drift_against_training_flags_the_drifted_columns_late_not_early(store):
+    drift = store.drift(MODEL, "1", window="1w", baseline="training")
+    assert set(drift.columns) >= {"window", "column", "method", "value", "threshold", "drifted", "p_value"}
+    by_window = drift.groupby("window")["drifted"].sum()
+    assert by_window.iloc[-1] >= by_window.iloc[0]
+    assert (drift[drift["kind"] == "numeric"]["method"] == "wasserstein").all()
+    assert (drift[drift["kind"] == "categorical"]["method"] == "js_distance").all()
+
+
+def test_rolling_baseline_skips_the_first_window(store):
+    drift = store.drift(MODEL, "1", window="1d", baseline="previous")
+    days = store.traffic(MODEL, "1", window="1d")["window"].unique()
+    assert drift["window"].min() == days[1]
+
+
+def test_traffic_agrees_with_raw_events(store):
+    traffic = store.traffic(MODEL, "1", window="30d")
+    events = store.events(MODEL)
+    got = traffic.groupby("metric")["value"].sum()
+    assert got["events"] == len(events)
+    assert got["labelled"] == events["income"].notna().sum()
+
+
+def test_integrity_missing_rate_agrees_with_raw_events(store):
+    integrity = store.integrity(MODEL, "1", window="1d")
+    events = store.events(MODEL)
+    missing = events.groupby(events["timestamp"].dt.floor("D"))["workclass"].apply(lambda c: c.isna().mean())
+    got = integrity[(integrity["column"] == "workclass") & (integrity["metric"] == "missing_rate")]
+    got = got.set_index("window")["value"]
+    pd.testing.assert_series_equal(got.sort_index(), missing.sort_index(), check_names=False, check_index_type=False)
+
+
+def test_adding_a_day_recomputes_only_that_day(tmp_path, demo):
+    with vigil.open(tmp_path) as s:
+        s.register_model(MODEL, version="1", model=demo.model, training_data=demo.train_df, target="income",
+                         metadata=["channel"])
+        days = demo.events["timestamp"].dt.floor("D")
+        first, last = days.min(), days.max()
+        s.log_predictions(MODEL, "1", demo.events[days < last])
+        assert s.refresh_profiles(MODEL, "1") == days[days < last].nunique()
+        s.log_predictions(MODEL, "1", demo.events[days == last])
+        assert s.refresh_profiles(MODEL, "1") == 1
+        assert s.refresh_profiles(MODEL, "1") == 0
+        counts = s.traffic(MODEL, "1", window="1d")
+        events = counts[counts["metric"] == "events"].set_index("window")["value"]
+        assert events.sum() == len(demo.events)
+        assert events.index.min() == first
+
+
+def test_profiles_survive_reopening(tmp_path, demo):
+    with vigil.open(tmp_path) as s:
+        s.register_model(MODEL, version="1", training_data=demo.train_df, target="income", metadata=["channel"])
+        s.log_predictions(MODEL, "1", demo.events)
+        s.log_labels(MODEL, demo.labels)
+        before = s.performance(MODEL, "1")
+        assert len(before) and np.isfinite(before["value"].to_numpy(float)).all()
+    with vigil.open(tmp_path) as s:
+        assert s.refresh_profiles(MODEL, "1") == 0
+        pd.testing.assert_frame_equal(before, s.performance(MODEL, "1"))
+
+
+def test_worst_segments_ranks_by_the_metric_on_raw_events(store):
+    worst = store.worst_segments(MODEL, "1", metric="accuracy", by=["sex", "channel"], min_count=20)
+    assert list(worst["gap"]) == sorted(worst["gap"])
+    events = labelled_events(store)
+    for row in worst.itertuples():
+        rows = events[events[row.column] == row.value]
+        assert row.labelled == len(rows)
+        assert row.score == pytest.approx(skm.accuracy_score(rows["income"], rows["prediction"]), abs=1e-12)
+    assert worst["overall"].iloc[0] == pytest.approx(skm.accuracy_score(events["income"], events["prediction"]))
+
+
+def test_worst_segments_refuses_an_unknown_metric(store):
+    with pytest.raises(vigil.VigilError, match="metric 'nonsense'.*accuracy"):
+        store.worst_segments(MODEL, "1", metric="nonsense")
