@@ -666,3 +666,12 @@ def test_dates_as_features_are_refused_with_advice():
     train = pd.DataFrame({"when": pd.to_datetime(["2026-01-01", "2026-01-02"]), "y": [0, 1]})
     with pytest.raises(SchemaError, match="'when' holds dates"):
         Schema.infer(train, target="y")
+
+
+def test_nanosecond_timestamps_are_truncated_to_microseconds_not_refused(binary_schema):
+    frame = batch()
+    frame["timestamp"] = pd.to_datetime(["2026-01-01T00:00:00.123456789Z", "2026-01-01T00:00:01.000000001Z"])
+    result = validate_predictions(frame, binary_schema, now=NOW)
+    assert result.accepted == 2
+    assert [str(t) for t in result.table.column("timestamp").to_pylist()] == [
+        "2026-01-01 00:00:00.123456", "2026-01-01 00:00:01"]

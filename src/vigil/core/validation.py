@@ -383,12 +383,13 @@ def parse_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np
     if pa.types.is_timestamp(t):
         if t.tz is not None:
             values = values.cast(pa.timestamp(t.unit, tz="UTC"))
-        arr = values.cast(pa.timestamp("us", tz=None) if t.tz is None else pa.timestamp("us", tz="UTC"))
+        # nanoseconds are truncated to the microseconds the store keeps, never a reason to refuse the batch
+        arr = values.cast(pa.timestamp("us", tz=None) if t.tz is None else pa.timestamp("us", tz="UTC"), safe=False)
         out = pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False)
         out = np.where(null, np.iinfo(np.int64).min, np.nan_to_num(out, nan=0)).astype(np.int64)
         return out.view("datetime64[us]"), np.zeros(len(values), dtype=bool)
     if pa.types.is_date(t):
-        return parse_timestamps(values.cast(pa.timestamp("us")))
+        return parse_timestamps(values.cast(pa.timestamp("us"), safe=False))
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         secs = values.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         with np.errstate(invalid="ignore"):

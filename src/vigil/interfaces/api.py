@@ -32,6 +32,7 @@ import pandas as pd
 from vigil.core.frames import count_file_rows, iter_file_batches
 from vigil.core.schema import Schema
 from vigil.errors import BatchError
+from vigil.services import rowwise
 from vigil.services.ingest import Ingestor, IngestResult
 from vigil.services.monitoring import Monitor, parse_window, segment_key
 from vigil.services.registry import Dataset, ModelVersion, Registry, events_table, labels_table
@@ -209,11 +210,14 @@ class Store:
 
     # -- monitoring ----------------------------------------------------------------------------------
     def _version(self, model: str, version: str | None) -> ModelVersion:
-        return self.model(model, version)
+        """A version to compute metrics of; its schema and id never change, so a named one comes from a cache."""
+        if version is None:
+            return self.model(model)
+        return self._registry.version_for_writing(model, str(version))
 
     def performance(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
                     start: Any = None, end: Any = None, threshold: float | None = None,
-                    average: str | None = None) -> pd.DataFrame:
+                    average: str | None = None, metrics: list[str] | None = None) -> pd.DataFrame:
         """Model quality per window from labelled events: one row per (window, metric).
 
         Classification: accuracy, precision, recall, specificity, NPV, F1,
@@ -221,15 +225,16 @@ class Store:
         calibration error (binary scores; ``threshold`` re-decides predictions
         from the scores, at 1/1000 resolution); regression: MAE, RMSE, MAPE,
         R². ``segment`` is a column filter (``{"sex": "Female"}``) or a SQL
-        condition (``"age < 25 and channel = 'web'"``).
+        condition (``"age < 25 and channel = 'web'"``). ``metrics`` limits the
+        metrics computed (a long series of one metric reads fastest).
         """
         return self._monitor.performance(self._version(model, version), window=window,
                                          segment=segment_key(segment), start=start, end=end,
-                                         threshold=threshold, average=average)
+                                         threshold=threshold, average=average, metrics=metrics)
 
     def drift(self, model: str, version: str | None = None, window: str = "1d", baseline: Any = "training",
               segment: Any = None, *, start: Any = None, end: Any = None, methods: dict[str, str] | None = None,
-              thresholds: dict[str, float] | None = None) -> pd.DataFrame:
+              thresholds: dict[str, float] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """Drift per window and column: method, value, threshold, drifted, with p-value, PSI, JS, Hellinger.
 
         ``baseline``: ``"training"`` (the training data, and the model's
@@ -237,11 +242,12 @@ class Store:
         or a ``(start, end)`` reference period. Defaults decide on effect
         sizes, not p-values: numeric columns drift at a normalised Wasserstein
         distance >= 0.1, categorical ones at a Jensen–Shannon distance >= 0.1;
-        ``methods`` and ``thresholds`` override them per column.
+        ``methods`` and ``thresholds`` override them per column; ``columns``
+        limits the columns compared (and read).
         """
         return self._monitor.drift(self._version(model, version), window=window, baseline=baseline,
                                    segment=segment_key(segment), start=start, end=end, methods=methods,
-                                   thresholds=thresholds)
+                                   thresholds=thresholds, columns=columns)
 
     def integrity(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
                   start: Any = None, end: Any = None) -> pd.DataFrame:
@@ -262,6 +268,68 @@ class Store:
         """Segments ranked worst first on a performance metric (``gap``: how far below the overall value)."""
         return self._monitor.worst_segments(self._version(model, version), metric=metric, by=by, start=start,
                                             end=end, min_count=min_count, threshold=threshold)
+
+    # -- row-wise metrics (computed from the raw events of each window, not from profiles) -------------
+    def multivariate_drift(self, model: str, version: str | None = None, window: str = "1d", method: str = "pca",
+                           segment: Any = None, *, start: Any = None, end: Any = None,
+                           sample: int = 10_000) -> pd.DataFrame:
+        """Drift of the features taken together, per window against the training data.
+
+        ``method="pca"``: PCA reconstruction error (drift when outside the
+        training band ``lower``..``upper``); ``"domain_classifier"``: the
+        cross-validated AUC of a classifier telling window rows from training
+        rows (drift at >= 0.55). Catches changes no single column shows, such
+        as a broken correlation. Windows under 50 rows are skipped. Columns:
+        window, segment, method, value, lower, upper, threshold, drifted.
+        """
+        return rowwise.multivariate_drift(self._monitor, self._version(model, version), window=window,
+                                          method=method, segment=segment, start=start, end=end, sample=sample)
+
+    def outliers(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
+                 start: Any = None, end: Any = None) -> pd.DataFrame:
+        """Share of each window's rows an IsolationForest fit on the training features finds anomalous.
+
+        A row is an outlier above the 99th percentile of the training rows'
+        anomaly scores, so training-like traffic gives about 0.01
+        (``baseline``). Columns: window, segment, metric, value, baseline, rows.
+        """
+        return rowwise.multivariate_outliers(self._monitor, self._version(model, version), window=window,
+                                             segment=segment, start=start, end=end)
+
+    def embedding_drift(self, model: str, version: str | None = None, window: str = "1d", column: str | None = None,
+                        baseline: str = "training", segment: Any = None, *, start: Any = None, end: Any = None,
+                        sample: int = 500, permutations: int = 100) -> pd.DataFrame:
+        """Drift of embedding features per window: distances between mean vectors and an MMD permutation test.
+
+        ``baseline``: ``"training"`` or ``"previous"`` (the window before).
+        Metrics ``mean_distance_euclidean``, ``mean_distance_cosine`` and
+        ``mmd`` (with ``p_value``); ``drifted`` when the MMD p-value < 0.01.
+        """
+        return rowwise.embedding_drift(self._monitor, self._version(model, version), window=window, column=column,
+                                       baseline=baseline, segment=segment, start=start, end=end, sample=sample,
+                                       permutations=permutations)
+
+    def custom_metric(self, model: str, metric: Any, version: str | None = None, window: str = "1d",
+                      segment: Any = None, *, start: Any = None, end: Any = None) -> pd.DataFrame:
+        """A :class:`~vigil.core.metrics.performance.CustomMetric` (a ratio of sums) per window.
+
+        The metric sees the window's events with the labels joined. Columns:
+        window, segment, metric, value, numerator, denominator; any window's
+        value is the ratio of its sums.
+        """
+        return rowwise.custom_metric(self._monitor, self._version(model, version), metric, window=window,
+                                     segment=segment, start=start, end=end)
+
+    def ranking_performance(self, model: str, version: str | None = None, k: int = 10, window: str = "1d",
+                            segment: Any = None, *, start: Any = None, end: Any = None) -> pd.DataFrame:
+        """Precision, recall, NDCG, MAP and hit rate at ``k`` per window for a ranking model.
+
+        Over the labelled events: the prediction is the ranked list of
+        recommended items, the target the items acted upon. Columns: window,
+        segment, metric, value, labelled.
+        """
+        return rowwise.ranking_performance(self._monitor, self._version(model, version), k=k, window=window,
+                                           segment=segment, start=start, end=end)
 
     def report(self, model: str, version: str | None = None, path: str | os.PathLike[str] | None = None, *,
                window: str = "1d", baseline: Any = "training", segment: Any = None) -> Any:

@@ -44,6 +44,9 @@ EDGE_QUANTILES = np.linspace(0.01, 0.99, 99)
 #: Every tenth fine edge is a decile: the 10 bins PSI and chi-squared use.
 DECILE_POSITIONS = np.arange(9, 99, 10)
 SCORE_BINS = 1000
+#: Profiles kept besides the columns': model quality, and label delay in hours (its count and missing give
+#: the labelled and unlabelled events).
+PERFORMANCE, DELAY = "__performance__", "__label_delay_hours__"
 ALL = ""  # the segment of all events
 
 
@@ -165,10 +168,18 @@ class Monitor:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.db = registry.db
+        self._baselines: dict[tuple[int, str], Baseline] = {}
 
     # -- baselines -----------------------------------------------------------------------------------
     def baseline(self, mv: ModelVersion) -> Baseline:
         """The version's training baseline (computed once, kept in the store)."""
+        cached = self._baselines.get((mv.model_id, mv.version))
+        if cached is not None:
+            return cached
+        self._baselines[(mv.model_id, mv.version)] = baseline = self._load_baseline(mv)
+        return baseline
+
+    def _load_baseline(self, mv: ModelVersion) -> Baseline:
         row = self.db.fetchone("SELECT payload FROM baselines WHERE model_id = ? AND version = ?",
                                [mv.model_id, mv.version])
         if row is not None:
@@ -221,6 +232,8 @@ class Monitor:
         new_marks = self.db.fetchone(
             f"SELECT (SELECT max(ingested_at) FROM {etable})"
             + (f", (SELECT max(ingested_at) FROM {ltable})" if has_labels else ", NULL"))
+        if mark is not None and tuple(new_marks) == tuple(mark):
+            return 0  # nothing arrived since the last computation: the common case of a read
         try:
             dirty = [r[0] for r in self.db.fetchall(dirty_sql, dirty_params)]
         except duckdb.Error as err:
@@ -280,10 +293,10 @@ class Monitor:
             traffic.update(np.where(labelled, delay.astype(float), np.nan))
             performance = self._performance_profile(mv, table, labelled)
             if performance is not None:
-                out["__performance__"] = performance
+                out[PERFORMANCE] = performance
         else:
             traffic.update(np.full(table.num_rows, np.nan))
-        out["__label_delay_hours__"] = traffic
+        out[DELAY] = traffic
         return out
 
     def _performance_profile(self, mv: ModelVersion, table: pa.Table, labelled: np.ndarray) -> Any:
@@ -315,12 +328,19 @@ class Monitor:
         return profile
 
     def window_profiles(self, mv: ModelVersion, window: str, *, segment: str = ALL, start: Any = None,
-                        end: Any = None) -> dict[dt.datetime, dict[str, Any]]:
-        """Profiles per window (merged from the base grain), oldest first, after a refresh."""
+                        end: Any = None, columns: Iterable[str] | None = None) -> dict[dt.datetime, dict[str, Any]]:
+        """Profiles per window (merged from the base grain), oldest first, after a refresh.
+
+        ``columns`` limits what is read (a series of one metric reads only its profiles).
+        """
         grain, length = parse_window(window)
         self.refresh(mv, grain, segment)
         where, params = ["model_id = ?", "version = ?", "segment = ?", "grain = ?"], [
             mv.model_id, mv.version, segment, grain]
+        if columns is not None:
+            names = list(columns)
+            where.append(f"column_name IN ({', '.join('?' for _ in names)})" if names else "FALSE")
+            params.extend(names)
         for bound, op in ((start, ">="), (end, "<")):
             if bound is not None:
                 where.append(f"window_start {op} ?")
@@ -361,9 +381,14 @@ class Monitor:
 
     def drift(self, mv: ModelVersion, *, window: str = "1d", baseline: Any = "training", segment: str = ALL,
               start: Any = None, end: Any = None, methods: dict[str, str] | None = None,
-              thresholds: dict[str, float] | None = None) -> pd.DataFrame:
-        """Drift of every monitored column per window against the baseline (see ``Store.drift``)."""
-        windows = self.window_profiles(mv, window, segment=segment, start=start, end=end)
+              thresholds: dict[str, float] | None = None, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """Drift of the monitored columns (all, or ``columns``) per window against the baseline."""
+        monitored = [c for c in monitored_columns(mv.schema) if columns is None or c.name in set(columns)]
+        if columns is not None and len(monitored) < len(set(columns)):
+            unknown = sorted(set(columns) - {c.name for c in monitored})
+            raise VigilError(f"columns {unknown} are not monitored columns of model {mv.model!r}")
+        windows = self.window_profiles(mv, window, segment=segment, start=start, end=end,
+                                       columns=[c.name for c in monitored])
         fixed = self._reference(mv, baseline, window, segment, windows)
         bl = self.baseline(mv)
         methods, thresholds = methods or {}, thresholds or {}
@@ -375,7 +400,7 @@ class Monitor:
             previous = profiles
             if reference is None:
                 continue
-            for col in monitored_columns(mv.schema):
+            for col in monitored:
                 cur, ref = profiles.get(col.name), reference.get(col.name)
                 if cur is None or ref is None or cur.is_empty or ref.is_empty or col.kind == Kind.EMBEDDING:
                     continue
@@ -392,15 +417,18 @@ class Monitor:
                              "drifted", "status", "p_value", "psi", "js_distance", "hellinger", "baseline"])
 
     def performance(self, mv: ModelVersion, *, window: str = "1d", segment: str = ALL, start: Any = None,
-                    end: Any = None, threshold: float | None = None, average: str | None = None) -> pd.DataFrame:
+                    end: Any = None, threshold: float | None = None, average: str | None = None,
+                    metrics: Iterable[str] | None = None) -> pd.DataFrame:
         """Model quality per window from labelled events (see ``Store.performance``)."""
         rows = []
-        for start_, profiles in self.window_profiles(mv, window, segment=segment, start=start, end=end).items():
-            p = profiles.get("__performance__")
+        for start_, profiles in self.window_profiles(mv, window, segment=segment, start=start, end=end,
+                                                     columns=[PERFORMANCE, DELAY]).items():
+            p = profiles.get(PERFORMANCE)
             events = _events_in(profiles)
             if p is None or p.is_empty:
                 continue
-            for metric, value in performance_metrics(mv.schema, p, threshold=threshold, average=average).items():
+            for metric, value in performance_metrics(mv.schema, p, threshold=threshold, average=average,
+                                                     metrics=metrics).items():
                 rows.append({"window": start_, "segment": segment or "all", "metric": metric, "value": value,
                              "labelled": int(p.count), "events": events})
         return _frame(rows, ["window", "segment", "metric", "value", "labelled", "events"])
@@ -409,8 +437,9 @@ class Monitor:
                 end: Any = None) -> pd.DataFrame:
         """Event count, label coverage and label delay per window."""
         rows = []
-        for start_, profiles in self.window_profiles(mv, window, segment=segment, start=start, end=end).items():
-            delay = profiles["__label_delay_hours__"]
+        for start_, profiles in self.window_profiles(mv, window, segment=segment, start=start, end=end,
+                                                     columns=[DELAY]).items():
+            delay = profiles[DELAY]
             events = delay.count + delay.missing
             median = float(delay.quantiles([0.5])[0]) if delay.count else float("nan")
             for metric, value in (("events", events), ("labelled", delay.count),
@@ -676,7 +705,7 @@ def _outside_share(profile: Any, lo: float, hi: float) -> tuple[float, float]:
 
 
 def _events_in(profiles: dict[str, Any]) -> int:
-    delay = profiles.get("__label_delay_hours__")
+    delay = profiles.get(DELAY)
     return int(delay.count + delay.missing) if delay is not None else 0
 
 
@@ -688,19 +717,28 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
 
 
 def performance_metrics(schema: Schema, profile: Any, *, threshold: float | None = None,
-                        average: str | None = None) -> dict[str, float]:
-    """Every quality metric a performance profile gives, by name."""
+                        average: str | None = None, metrics: Iterable[str] | None = None) -> dict[str, float]:
+    """The quality metrics a performance profile gives, by name (all of them, or those in ``metrics``)."""
+    wanted = None if metrics is None else set(metrics)
+
+    def want(*names: str) -> bool:
+        return wanted is None or bool(wanted.intersection(names))
+
     if isinstance(profile, prof.RegressionProfile):
-        return {"mae": profile.mae, "rmse": profile.rmse, "mape": profile.mape, "r2": profile.r2,
-                "residual_mean": profile.residual_mean if hasattr(profile, "residual_mean") else float("nan")}
+        out = {"mae": profile.mae, "rmse": profile.rmse, "mape": profile.mape, "r2": profile.r2,
+               "residual_mean": profile.residual_mean}
+        return {k: float(v) for k, v in out.items() if want(k)}
     labels = list(profile.classes)
     binary = profile.is_binary
     cm = profile.confusion
     if binary and threshold is not None and profile.scored:
         cm = perf.confusion_from_histograms(profile.score_hist, threshold, profile.bins)
+    ratios = ("precision", "recall", "specificity", "npv", "f1", "fpr", "fnr")
     summary = perf.classification_from_confusion(
         cm, labels=labels, average=average or ("binary" if binary else "macro"),
-        pos_label=labels[-1] if binary else None)
+        pos_label=labels[-1] if binary else None) if want(*ratios) else {}
+    if not summary and want("accuracy"):
+        summary = {"accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else 0.0}
     out: dict[str, float] = {}
     for name, value in summary.items():
         if name == "support":
@@ -714,8 +752,9 @@ def performance_metrics(schema: Schema, profile: Any, *, threshold: float | None
             # AUCs need both classes in the window; a window without them has no AUC rather than a made-up one
             for name, fn in (("roc_auc", perf.roc_auc_from_histograms), ("pr_auc", perf.pr_auc_from_histograms),
                              ("ece", perf.ece_from_histograms)):
-                with contextlib.suppress(perf.MetricInputError):
-                    out[name] = float(fn(profile.score_hist))
+                if want(name):
+                    with contextlib.suppress(perf.MetricInputError):
+                        out[name] = float(fn(profile.score_hist))
         out["log_loss"] = float(profile.log_loss)
         out["brier"] = float(profile.brier_score)
-    return out
+    return {k: v for k, v in out.items() if wanted is None or k.split("[")[0] in wanted}
