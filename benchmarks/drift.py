@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PEER_BENCH = Path(os.environ.get("VIGIL_PEER_BENCH", "/work/shared/peer-bench"))
+from measure import busy_s, mem_mb, reset_peak
+
+# the peers' own benchmark scripts and virtual environments (set up once, outside the project)
+_BESIDE = Path(__file__).resolve().parents[2] / "shared" / "peer-bench"
+PEER_BENCH = Path(os.environ.get("VIGIL_PEER_BENCH", str(_BESIDE)))
 PEER_PYTHON = os.environ.get("VIGIL_PEER_PYTHON", "/tmp/anchors-venv/bin/python")
 PEER_ALIBI_PYTHON = os.environ.get("VIGIL_PEER_ALIBI_PYTHON", "/tmp/anchors-alibi-venv/bin/python")
 PEERS = ("numpy", "nannyml", "evidently", "alibi")
@@ -55,7 +58,7 @@ PEER_TIMEOUT_S = 3600
 SPEEDUP_GOAL = 10.0  # vs Evidently and NannyML
 NUMPY_GOAL = 0.5  # Vigil's speed at least half the NumPy baseline's (within 2x)
 
-# -- the peers' data generator (copied from peer-bench/common.py: same seeds, same distributions) ----------
+# -- the peers' data generator (the standard workload: same seeds, same distributions) --------------------
 
 CAT_LEVELS = [5, 10, 20, 35, 50]
 DRIFTED = ["num_0", "num_2", "cat_0"]
@@ -96,31 +99,7 @@ def make_frame(n, seed, drift=False, n_num=15, n_cat=5, with_label=True):
     return df
 
 
-# -- memory and machine load (read as the peers read them) -------------------------------------------------
-
-
-def mem_mb() -> dict[str, float]:
-    """Current RSS and peak RSS (VmHWM) of this process in MiB."""
-    with open("/proc/self/status") as fh:
-        status = fh.read()
-    return {k: int(re.search(k + r":\s+(\d+)", status).group(1)) / 1024 for k in ("VmRSS", "VmHWM")}
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM so the next reading covers only what follows (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def busy_s() -> float:
-    """Machine-wide busy CPU seconds so far (all cores), from /proc/stat."""
-    with open("/proc/stat") as fh:
-        f = [int(v) for v in fh.readline().split()[1:9]]
-    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / os.sysconf("SC_CLK_TCK")
+# -- machine load (read as the peers read it) ---------------------------------------------------------------
 
 
 def wait_idle(max_wait_s: float = 120.0, foreign_cores: float = 0.15) -> float:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import tempfile
@@ -45,40 +44,11 @@ import pandas as pd
 import pyarrow as pa
 
 import vigil
+from measure import busy_s, mem_mb, reset_peak
 from vigil.core.schema import Schema
 
 BULK_GOAL = 0.5          # Vigil's bulk rate at least half the plain insert's
 MICRO_GOAL = 50_000      # events/s in 1,000-row calls
-
-
-# -- memory (read as the peer benchmarks read it) ---------------------------------------------------
-
-
-def mem_mb() -> dict[str, float]:
-    """Current RSS and peak RSS (VmHWM) of this process in MiB."""
-    with open("/proc/self/status") as fh:
-        status = fh.read()
-    return {k: int(re.search(k + r":\s+(\d+)", status).group(1)) / 1024 for k in ("VmRSS", "VmHWM")}
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM so the next reading covers only what follows (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def busy_s() -> float:
-    """Machine-wide busy CPU seconds so far (all cores), from /proc/stat: shows whether another job competed."""
-    with open("/proc/stat") as fh:
-        f = [int(v) for v in fh.readline().split()[1:9]]
-    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / os.sysconf("SC_CLK_TCK")
-
-
-# -- data ---------------------------------------------------------------------------------------------
 
 
 def make_table(rows: int) -> pa.Table:
