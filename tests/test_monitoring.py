@@ -157,3 +157,18 @@ def test_worst_segments_ranks_by_the_metric_on_raw_events(store):
 def test_worst_segments_refuses_an_unknown_metric(store):
     with pytest.raises(vigil.VigilError, match="metric 'nonsense'.*accuracy"):
         store.worst_segments(MODEL, "1", metric="nonsense")
+
+
+def test_integrity_counts_quarantined_rows_by_column_and_reason(tmp_path, demo):
+    with vigil.open(tmp_path) as s:
+        s.register_model(MODEL, version="1", training_data=demo.train_df, target="income", metadata=["channel"])
+        bad = demo.events.head(10).copy()
+        bad["age"] = bad["age"].astype(object)
+        bad.loc[bad.index[:3], "age"] = "old"
+        bad.loc[bad.index[3:5], "score"] = 1.5
+        s.log_predictions(MODEL, "1", bad)
+        integrity = s.integrity(MODEL, "1", window="30d")
+        assert integrity[integrity["metric"] == "quarantined_rows"]["value"].sum() == 5
+        counts = integrity.groupby(["column", "metric"])["value"].sum()
+        assert counts[("age", "quarantined_type_mismatch")] == 3
+        assert counts[("score", "quarantined_probability_out_of_range")] == 2

@@ -474,8 +474,13 @@ class Monitor:
                 for metric, value in metrics.items():
                     rows.append({"window": start_, "segment": segment or "all", "column": col.name,
                                  "metric": metric, "value": float(value)})
+            refused = quarantined.get(start_, {})
             rows.append({"window": start_, "segment": segment or "all", "column": None,
-                         "metric": "quarantined_rows", "value": float(quarantined.get(start_, 0))})
+                         "metric": "quarantined_rows", "value": float(sum(refused.values()))})
+            for (column, reason), n in sorted(refused.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+                if column is not None:  # type violations, missing required values... by column
+                    rows.append({"window": start_, "segment": segment or "all", "column": column,
+                                 "metric": f"quarantined_{reason}", "value": float(n)})
         return _frame(rows, ["window", "segment", "column", "metric", "value"])
 
     def worst_segments(self, mv: ModelVersion, *, metric: str = "accuracy", by: list[str] | None = None,
@@ -538,16 +543,18 @@ class Monitor:
         frame = _frame(rows, _WORST_COLUMNS)
         return frame.sort_values("gap", kind="stable").reset_index(drop=True)
 
-    def _quarantined(self, mv: ModelVersion, length: dt.timedelta) -> dict[dt.datetime, int]:
+    def _quarantined(self, mv: ModelVersion, length: dt.timedelta) -> dict[dt.datetime, dict[tuple[Any, str], int]]:
+        """Rows refused per window (by when they were refused: their own time may be what was wrong),
+        counted by column and reason."""
         rows = self.db.fetchall(
-            "SELECT quarantined_at, count(*) FROM quarantine WHERE model_id = ? AND version = ? GROUP BY 1",
-            [mv.model_id, mv.version])
-        out: dict[dt.datetime, int] = {}
+            "SELECT quarantined_at, column_name, reason, count(*) FROM quarantine WHERE model_id = ? "
+            "AND version = ? GROUP BY 1, 2, 3", [mv.model_id, mv.version])
+        out: dict[dt.datetime, dict[tuple[Any, str], int]] = {}
         if rows:
             starts = window_start(np.array([r[0] for r in rows], dtype="datetime64[us]"), length)
-            for (_, n), w in zip(rows, starts, strict=True):
-                key = pd.Timestamp(w).to_pydatetime()
-                out[key] = out.get(key, 0) + n
+            for (_, column, reason, n), w in zip(rows, starts, strict=True):
+                counts = out.setdefault(pd.Timestamp(w).to_pydatetime(), {})
+                counts[(column, reason)] = counts.get((column, reason), 0) + n
         return out
 
 
