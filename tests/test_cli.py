@@ -17,24 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 import vigil
+from cli_helpers import ENV, one_error_line, run
 from vigil.interfaces.cli import app
-
-ENV = {"COLUMNS": "200", "VIGIL_HOME": None}
-
-
-def run(home: Path, *args: str, ok: bool = True):
-    result = CliRunner().invoke(app, ["--home", str(home), *args], env=ENV)
-    if ok:
-        assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def events_frame(ids: list[str], clf: LogisticRegression, seed: int = 1) -> pd.DataFrame:

@@ -11,11 +11,10 @@ from pathlib import Path
 import pandas as pd
 import plotly.offline
 import pytest
-from typer.testing import CliRunner
 
 import vigil
+from cli_helpers import one_error_line, run
 from vigil.demo import make_demo_data
-from vigil.interfaces.cli import app
 from vigil.interfaces.report import (
     NO_LABELS,
     Report,
@@ -33,7 +32,6 @@ MODEL = "m"
 HEADINGS = ["Summary", "Performance", "Drift", "Data integrity", "Traffic"]
 FRAMES = ("performance", "drift", "integrity", "traffic")
 CHROMIUM = Path("/usr/bin/chromium")
-ENV = {"COLUMNS": "200", "VIGIL_HOME": None}
 
 
 @pytest.fixture(scope="module")
@@ -211,16 +209,6 @@ def test_save_writes_utf8_and_returns_the_path(report, tmp_path):
 # -- the command ---------------------------------------------------------------------------------------------
 
 
-def run(home: Path, *args: str):
-    return CliRunner().invoke(app, ["--home", str(home), *args], env=ENV)
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_cli_report_writes_the_file(demo_home, tmp_path):
@@ -249,7 +237,7 @@ def test_cli_report_weekly_window_default_output(demo_home, tmp_path, monkeypatc
 @pytest.mark.parametrize("window", ["1x", "0d", "5h", "soon"])
 def test_cli_report_bad_window_is_one_error_line(demo_home, tmp_path, window):
     home, _ = demo_home
-    result = run(home, "report", MODEL, "--window", window, "--output", str(tmp_path / "r.html"))
+    result = run(home, "report", MODEL, "--window", window, "--output", str(tmp_path / "r.html"), ok=False)
     assert result.exit_code in (1, 2)
     assert "--window" in one_error_line(result)
     assert not (tmp_path / "r.html").exists()
@@ -257,11 +245,11 @@ def test_cli_report_bad_window_is_one_error_line(demo_home, tmp_path, window):
 
 def test_cli_report_unknown_model_and_missing_store(demo_home, tmp_path):
     home, _ = demo_home
-    result = run(home, "report", "nope", "--output", str(tmp_path / "r.html"))
+    result = run(home, "report", "nope", "--output", str(tmp_path / "r.html"), ok=False)
     assert result.exit_code == 1 and "'nope'" in one_error_line(result)
-    result = run(tmp_path / "empty", "report", MODEL)
+    result = run(tmp_path / "empty", "report", MODEL, ok=False)
     assert result.exit_code == 1 and "no Vigil store" in one_error_line(result)
-    result = run(home, "report", MODEL, "--baseline", "yesterday")
+    result = run(home, "report", MODEL, "--baseline", "yesterday", ok=False)
     assert result.exit_code == 2 and "--baseline" in one_error_line(result)
 
 
