@@ -40,6 +40,7 @@ import base64
 import hashlib
 import json
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -118,6 +119,22 @@ def _pack(values: np.ndarray) -> str:
 
 def _unpack(text: str) -> np.ndarray:
     return np.frombuffer(_unb64(text), dtype="<f8").astype(np.float64)
+
+
+def _pack_counts(values: np.ndarray) -> str:
+    """int64 counts -> base64 of their zlib-compressed little-endian bytes.
+
+    Histograms are mostly small numbers and zeros: compressed they are smaller
+    than JSON text, and decoding is a decompress and one copy, not a parse per number.
+    """
+    return _b64(zlib.compress(np.ascontiguousarray(values, dtype="<i8").tobytes(), 1))
+
+
+def _unpack_counts(data: Any) -> np.ndarray:
+    """Counts from :func:`_pack_counts` text (or a plain JSON list)."""
+    if isinstance(data, str):
+        return np.frombuffer(zlib.decompress(_unb64(data)), dtype="<i8").astype(np.int64)
+    return np.array(data, dtype=np.int64)
 
 
 def _enc(x: float) -> float | str | None:
@@ -582,7 +599,7 @@ class NumericProfile(Profile):
             "count": self.count, "missing": self.missing, "nonfinite": self.nonfinite,
             "sum": _enc(self.sum), "mean": _enc(self.mean), "m2": _enc(self.m2),
             "min": _enc(self.min), "max": _enc(self.max),
-            "hist": None if self.hist is None else self.hist.tolist(),
+            "hist": None if self.hist is None else _pack_counts(self.hist),
             "sketch": _b64(self._sketch.serialize()),
         }
 
@@ -591,7 +608,7 @@ class NumericProfile(Profile):
         self.sum, self.mean, self.m2 = _dec(d["sum"]), _dec(d["mean"]), _dec(d["m2"])
         self.min, self.max = _dec(d["min"]), _dec(d["max"])
         if self.edges is not None:
-            hist = np.array(d["hist"], dtype=np.int64)
+            hist = _unpack_counts(d["hist"])
             if hist.shape != self.hist.shape:
                 raise ProfileError(f"hist has {hist.size} bins, edges make {self.hist.size}")
             self.hist = hist
@@ -1159,14 +1176,14 @@ class ClassificationProfile(Profile):
         return {
             "count": self.count, "unknown_label": self.unknown_label, "scored": self.scored,
             "log_loss_sum": _enc(self.log_loss_sum), "brier_sum": _enc(self.brier_sum),
-            "confusion": self.confusion.tolist(), "score_hist": self.score_hist.ravel().tolist(),
+            "confusion": self.confusion.tolist(), "score_hist": _pack_counts(self.score_hist.ravel()),
         }
 
     def _load(self, d: Mapping[str, Any]) -> None:
         self.count, self.unknown_label, self.scored = _int(d["count"]), _int(d["unknown_label"]), _int(d["scored"])
         self.log_loss_sum, self.brier_sum = _dec(d["log_loss_sum"]), _dec(d["brier_sum"])
         confusion = np.array(d["confusion"], dtype=np.int64)
-        hist = np.array(d["score_hist"], dtype=np.int64)
+        hist = _unpack_counts(d["score_hist"])
         if confusion.shape != self.confusion.shape or hist.size != self.score_hist.size:
             raise ProfileError("confusion or score_hist do not match the classes and bins")
         self.confusion, self.score_hist = confusion, hist.reshape(self.score_hist.shape)

@@ -193,9 +193,10 @@ def _check_counts(ref_counts: Any, cur_counts: Any) -> tuple[np.ndarray, np.ndar
         arr = np.asarray(c, dtype=np.float64) if not isinstance(c, np.ndarray) else c.astype(np.float64, copy=False)
         if arr.ndim != 1:
             raise MetricInputError(f"{name} must be 1-D, got shape {arr.shape}")
-        if not np.isfinite(arr).all() or (arr < 0).any():
+        total = float(arr.sum()) if arr.size else 0.0  # NaN and inf carry into the sum: one pass checks both
+        if not math.isfinite(total) or (arr.size and arr.min() < 0):
             raise MetricInputError(f"{name} must hold finite, non-negative counts")
-        if arr.sum() <= 0:
+        if total <= 0:
             raise MetricInputError(f"{name} is empty (its counts sum to 0)")
         out.append(arr)
     if out[0].shape != out[1].shape:
