@@ -641,13 +641,6 @@ def _with_predictions(mv: ModelVersion, table: pa.Table) -> pa.Table:
     return table
 
 
-def columns_of(profiles: Iterable[str]) -> list[str]:
-    """The column names among profile keys (the others, in double underscores, are Vigil's)."""
-    return [p for p in profiles if not p.startswith("__")]
-
-
-# -- metrics from profiles ----------------------------------------------------------------------------
-
 
 def numeric_drift(ref: Any, cur: Any, edges: np.ndarray, deciles: np.ndarray, *, method: str | None = None,
                   threshold: float | None = None) -> dict[str, Any]:
