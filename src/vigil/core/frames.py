@@ -8,6 +8,7 @@ b: string
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +204,20 @@ def single_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
             return pa.array([], values.type)
         return values.combine_chunks()
     return values
+
+
+def naive_utc(value: Any) -> dt.datetime:
+    """A time as the store keeps it: UTC without tzinfo (naive input is taken as UTC).
+
+    >>> naive_utc("2026-01-02T03:00:00+01:00")
+    datetime.datetime(2026, 1, 2, 2, 0)
+    """
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()
 
 
 def python_values(values: pa.Array | pa.ChunkedArray) -> list[Any]:

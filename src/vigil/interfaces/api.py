@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from vigil.core.frames import count_file_rows, iter_file_batches
+from vigil.core.frames import count_file_rows, iter_file_batches, naive_utc
 from vigil.core.schema import Schema
 from vigil.errors import BatchError
 from vigil.services import rowwise
@@ -378,7 +377,7 @@ class Store:
         for bound, op in ((start, ">="), (end, "<")):
             if bound is not None:
                 where.append(f"e.timestamp {op} ?")
-                params.append(_utc_naive(bound))
+                params.append(naive_utc(bound))
         ev = events_table(mv.model_id)
         internal = {"batch_id", "ingested_at"}
         ev_cols = [r[0] for r in self._db.fetchall(
@@ -421,9 +420,3 @@ class Store:
             "SELECT batch_id, kind, version, source, received, accepted, duplicates, quarantined, committed_at "
             "FROM ingest_batches WHERE model_id = ? ORDER BY committed_at", [model_id]).df()
 
-
-def _utc_naive(value: Any) -> dt.datetime:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()

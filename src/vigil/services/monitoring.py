@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vigil.core import profiles as prof
+from vigil.core.frames import naive_utc
 from vigil.core.metrics import drift
 from vigil.core.metrics import performance as perf
 from vigil.core.schema import Column, Kind, Role, Schema
@@ -344,7 +345,7 @@ class Monitor:
         for bound, op in ((start, ">="), (end, "<")):
             if bound is not None:
                 where.append(f"window_start {op} ?")
-                params.append(_naive_utc(bound))
+                params.append(naive_utc(bound))
         rows = self.db.fetchall(
             f"SELECT window_start, column_name, payload FROM profiles WHERE {' AND '.join(where)} "
             f"ORDER BY window_start", params)
@@ -511,7 +512,7 @@ class Monitor:
         for bound, op in ((start, ">="), (end, "<")):
             if bound is not None:
                 where.append(f"e.timestamp {op} ?")
-                params.append(_naive_utc(bound))
+                params.append(naive_utc(bound))
         needed = {schema.target.name, *by, *(c.name for c in schema.scores)}
         if schema.prediction is not None:
             needed.add(schema.prediction.name)
@@ -595,12 +596,6 @@ def _segment_filter(segment: str) -> tuple[str, list[Any]]:
     """SQL for a segment key (see :func:`segment_key`)."""
     return ("TRUE", []) if segment == ALL else (f"({segment})", [])
 
-
-def _naive_utc(value: Any) -> dt.datetime:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
 
 
 def _scores_matrix(schema: Schema, rows: pa.Table) -> np.ndarray | None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vigil.core.frames import naive_utc
 from vigil.core.metrics import multivariate as mvm
 from vigil.core.metrics import performance as perf
 from vigil.core.schema import Column, Kind
@@ -26,7 +27,6 @@ from vigil.errors import VigilError
 from vigil.services.monitoring import (
     Monitor,
     _frame,
-    _naive_utc,
     _segment_filter,
     parse_window,
     segment_key,
@@ -63,7 +63,7 @@ def _events(monitor: Monitor, mv: ModelVersion, segment: str, start: Any, end: A
     for bound, op in ((start, ">="), (end, "<")):
         if bound is not None:
             where.append(f"e.timestamp {op} ?")
-            params.append(_naive_utc(bound))
+            params.append(naive_utc(bound))
     sql = f"SELECT {select} FROM {etable} e {join} WHERE {' AND '.join(where)} ORDER BY e.timestamp, e.event_id"
     try:
         with monitor.db.lock:
