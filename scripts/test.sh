@@ -3,7 +3,7 @@
 # Extra arguments go to pytest (e.g. -k ingest, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test
+bash scripts/setup.sh test,torch
 # the report tests render pages in headless Chromium (Debian's package); install it where we can
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
