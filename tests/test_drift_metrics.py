@@ -7,7 +7,6 @@ The oracles: ``scipy.stats.ks_2samp``, ``chi2_contingency``, ``wasserstein_dista
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -474,14 +473,6 @@ def test_drift_table_empty_side_gives_nan_row_not_an_error():
 
 
 # -- real data: bike sharing -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shared_data():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip(f"shared data sets not found at {path} (a clone without ../shared): real-data tests skipped")
-    return path
 
 
 def test_bike_sharing_injected_drift_flags_exactly_the_drifted_columns(shared_data):

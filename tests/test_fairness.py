@@ -8,8 +8,6 @@ data of uneven group sizes (one tiny group), one attribute and two crossed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,14 +31,6 @@ from vigil.errors import VigilError
 
 ATOL = 1e-9
 SEEDS = range(3)
-
-
-@pytest.fixture(scope="module")
-def shared_data():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip(f"shared data sets not found at {path} (a clone without ../shared): real-data tests skipped")
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -26,8 +26,6 @@ predictive parity Northpointe pointed to). Both are checked.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,14 +36,6 @@ BLACK, WHITE = "African-American", "Caucasian"
 PUBLISHED = {"fpr": {BLACK: 0.449, WHITE: 0.235}, "fnr": {BLACK: 0.280, WHITE: 0.477}}
 FILTERED = {"fpr": {BLACK: 0.423, WHITE: 0.220}, "fnr": {BLACK: 0.285, WHITE: 0.496}}
 TOLERANCE = 0.001  # 0.1 percentage point: the published figures' rounding
-
-
-@pytest.fixture(scope="module")
-def shared_data():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip(f"shared data sets not found at {path} (a clone without ../shared): real-data tests skipped")
-    return path
 
 
 @pytest.fixture(scope="module")
