@@ -9,6 +9,9 @@ True
 """
 
 from vigil import core, metrics
+from vigil.core.explain import Explanation, explain
+from vigil.core.explain.counterfactual import counterfactuals, what_if
+from vigil.core.fairness import FairnessReport, fairness
 from vigil.core.schema import Column, Kind, Role, Schema, infer_schema
 from vigil.errors import (
     AlreadyExistsError,
@@ -33,6 +36,8 @@ __all__ = [
     "Column",
     "Comparison",
     "Dataset",
+    "Explanation",
+    "FairnessReport",
     "IngestResult",
     "Kind",
     "ModelVersion",
@@ -45,7 +50,11 @@ __all__ = [
     "VigilError",
     "compare",
     "core",
+    "counterfactuals",
+    "explain",
+    "fairness",
     "infer_schema",
     "metrics",
     "open",
+    "what_if",
 ]

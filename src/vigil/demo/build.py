@@ -53,8 +53,8 @@ _DESCRIPTION = (
     "Demo model built by `vigil demo`."
 )
 
-#: ``progress(stage, done, total)``; stages are ``simulate``, ``register``, ``events`` (one step per day) and
-#: ``labels``.
+#: ``progress(stage, done, total)``; stages are ``simulate``, ``register``, ``events`` (one step per day),
+#: ``labels`` and ``explain``.
 DemoProgress = Callable[[str, int, int], None]
 
 
@@ -87,6 +87,7 @@ class DemoSummary:
     artifact_sha256: str | None
     training_data: dict[str, object] | None
     next_steps: list[str] = field(default_factory=list)
+    events_explained: int = 0
 
     @property
     def label_coverage(self) -> float:
@@ -136,14 +137,15 @@ def build_demo(
     days: int = 60,
     seed: int = 0,
     events_per_day: int = 800,
+    explain_rate: float = 0.05,
     progress: DemoProgress | None = None,
 ) -> DemoSummary:
     """Build (or top up) the demo project in ``store``'s current project and summarise it.
 
     Simulates ``days`` days of traffic ending today (see :func:`vigil.demo.make_demo_data`), registers the
     training set and the model unless ``adult-income`` version ``1`` exists already (then it is reused),
-    ingests the events day by day and joins the labels. ``progress(stage, done, total)`` is called as the
-    work advances.
+    ingests the events day by day, joins the labels and explains a sample (``explain_rate``) of the events.
+    ``progress(stage, done, total)`` is called as the work advances.
 
     >>> import tempfile, vigil
     >>> with vigil.open(tempfile.mkdtemp()) as store:
@@ -213,10 +215,18 @@ def build_demo(
                 label_reasons[reason] = label_reasons.get(reason, 0) + n
         step("labels", i + 1, chunks)
 
+    step("explain", 0, 1)
+    explained = store.explain_sample(MODEL_NAME, MODEL_VERSION, rate=explain_rate,
+                                     progress=lambda done, total: step("explain", done, max(total or 1, 1)))
+    if not explained:
+        step("explain", 1, 1)
+
     reasons = dict(result.reasons) if result is not None else {}
     for reason, n in label_reasons.items():
         reasons[reason] = reasons.get(reason, 0) + n
     batches = store.batches(MODEL_NAME)
+    stored_ids = store.events(MODEL_NAME, MODEL_VERSION, limit=1)["event_id"]
+    first_id = str(stored_ids.iloc[0]) if len(stored_ids) else "EVENT_ID"
     lineage = store.lineage(MODEL_NAME, MODEL_VERSION)
     times = events["timestamp"]
     if reused:  # an earlier run (maybe on another day) stamped what is stored
@@ -242,8 +252,12 @@ def build_demo(
         labels_stored=int(batches["accepted"].where(batches["kind"] == "labels", 0).sum()),
         artifact_sha256=lineage["artifact"]["sha256"],
         training_data=lineage["training_data"],
+        events_explained=explained,
         next_steps=[
             f"vigil events {MODEL_NAME} --limit 5",
+            f"vigil explain {MODEL_NAME} {first_id}",
+            f"vigil fairness {MODEL_NAME} --show disparities",
+            f"vigil report {MODEL_NAME} --window 1w",
             f"vigil quarantine {MODEL_NAME}",
             f"vigil model show {MODEL_NAME}",
             f"vigil events {MODEL_NAME} --format csv --output events.csv",

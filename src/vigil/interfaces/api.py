@@ -28,10 +28,13 @@ from typing import Any
 
 import pandas as pd
 
+from vigil.core.explain import Explanation
 from vigil.core.frames import count_file_rows, iter_file_batches, naive_utc
 from vigil.core.schema import Schema
-from vigil.errors import BatchError
+from vigil.errors import BatchError, NotFoundError, VigilError
 from vigil.services import rowwise
+from vigil.services.explaining import Explainer, OnlineExplainer
+from vigil.services.fairness import StoreFairness
 from vigil.services.ingest import Ingestor, IngestResult
 from vigil.services.monitoring import Monitor, parse_window, segment_key
 from vigil.services.registry import Dataset, ModelVersion, Registry, events_table, labels_table
@@ -63,6 +66,7 @@ class Store:
         self._registry = Registry(db, project)
         self._ingestor = Ingestor(self._registry)
         self._monitor = Monitor(self._registry)
+        self._explainer = Explainer(self._monitor)
 
     # -- housekeeping --------------------------------------------------------------------------------
     @property
@@ -331,24 +335,34 @@ class Store:
                                            segment=segment, start=start, end=end)
 
     def report(self, model: str, version: str | None = None, path: str | os.PathLike[str] | None = None, *,
-               window: str = "1d", baseline: Any = "training", segment: Any = None) -> Any:
-        """A self-contained HTML report (performance, drift, integrity, traffic); written to ``path`` if given.
+               window: str = "1d", baseline: Any = "training", segment: Any = None,
+               fairness_window: str = "30d") -> Any:
+        """A self-contained HTML report (performance, drift, integrity, traffic, explanations, fairness); written
+        to ``path`` if given.
 
-        It renders in Jupyter as it is (``_repr_html_``) and needs no network:
-        plotly.js is inlined.
+        Explanations appear once a sample of events is explained (:meth:`explain_sample`); fairness when the
+        schema declares protected attributes (per ``fairness_window``). It renders in Jupyter as it is
+        (``_repr_html_``) and needs no network: plotly.js is inlined.
         """
         from vigil.interfaces.report import build_report
 
         mv = self.model(model, version)
         options = {"window": window, "segment": segment}
+        frames: dict[str, Any] = {
+            "performance": self.performance(model, mv.version, **options),
+            "drift": self.drift(model, mv.version, baseline=baseline, **options),
+            "integrity": self.integrity(model, mv.version, **options),
+            "traffic": self.traffic(model, mv.version, **options),
+        }
+        if self._explainer.has_explanations(mv):
+            frames["importance"] = self.feature_importance(model, mv.version, window=window)
+            frames["explanation_drift"] = self.explanation_drift(model, mv.version, window=window)
+        if mv.schema.protected and mv.schema.target is not None and mv.task in ("binary", "regression"):
+            frames["fairness"] = self.fairness(model, mv.version, window=fairness_window, segment=segment)
         report = build_report(
-            title=f"{model} version {mv.version}",
+            title=f"{model} version {mv.version}: monitoring report",
             meta={"model": model, "version": mv.version, "task": mv.task, "window": window,
-                  "baseline": baseline, "project": self.project},
-            performance=self.performance(model, mv.version, **options),
-            drift=self.drift(model, mv.version, baseline=baseline, **options),
-            integrity=self.integrity(model, mv.version, **options),
-            traffic=self.traffic(model, mv.version, **options))
+                  "baseline": baseline, "project": self.project, "status": mv.status}, **frames)
         if path is not None:
             report.save(path)
         return report
@@ -357,6 +371,133 @@ class Store:
         """Bring the stored profiles up to date now (reads do it by themselves); returns windows recomputed."""
         grain, _ = parse_window(window)
         return self._monitor.refresh(self._version(model, version), grain)
+
+    # -- explanations --------------------------------------------------------------------------------
+    def _event_version(self, model: str, event_ids: list[str]) -> str:
+        table = events_table(self._registry.model_id(model))
+        found = self._db.fetchall(f"SELECT DISTINCT model_version FROM {table} WHERE event_id IN "
+                                  f"({', '.join('?' * len(event_ids))})", event_ids)
+        if not found:
+            raise NotFoundError(f"model {model!r} has no event {event_ids[0]!r}")
+        if len(found) > 1:
+            raise VigilError(f"these events were predicted by versions {sorted(r[0] for r in found)}: "
+                             "explain each version's events separately (version=)")
+        return found[0][0]
+
+    def explain(self, model: str, event_id: str | list[str] | None = None, *, version: str | None = None,
+                method: str = "auto", rows: Any = None, **options: Any) -> Explanation:
+        """Why did the model say this? Attributions of stored events (or of given ``rows``).
+
+        A stored event is explained by the version that predicted it, against a
+        sample of that version's training data, and the explanation is kept:
+        asking again returns exactly what was shown the first time. ``method``
+        is "auto" (TreeSHAP for tree ensembles, Integrated Gradients for
+        PyTorch modules, exact Shapley values up to 10 features, Kernel SHAP
+        beyond) or one named in ``vigil.core.explain.METHODS``. ``rows``
+        explains rows that are not stored (nothing is kept); ``options`` go to
+        the method (``budget=``, ``seed=``...).
+        """
+        if (event_id is None) == (rows is None):
+            raise VigilError("give event_id= (stored events) or rows= (rows to explain), not both or neither")
+        if rows is not None:
+            mv = self.model(model, version)
+            frame = pd.DataFrame([rows]) if isinstance(rows, dict) else pd.DataFrame(rows)
+            return self._explainer.explain_rows(mv, frame, method, **options)
+        ids = [event_id] if isinstance(event_id, str) else [str(e) for e in event_id]
+        mv = self._version(model, version if version is not None else self._event_version(model, ids))
+        return self._explainer.explain_events(mv, ids, method, **options)
+
+    def explain_sample(self, model: str, version: str | None = None, *, rate: float = 0.1, start: Any = None,
+                       end: Any = None, method: str = "auto", limit: int | None = None,
+                       progress: ProgressCallback | None = None) -> int:
+        """Explain and keep a stable sample (share ``rate``, chosen by event id) of a version's events in
+        ``[start, end)``; events already explained are skipped. Returns how many were explained now."""
+        return self._explainer.explain_sample(self.model(model, version), rate=rate, start=start, end=end,
+                                              method=method, limit=limit, progress=progress)
+
+    def explain_online(self, model: str, version: str | None = None, *, rate: float = 0.1, interval: float = 5.0,
+                       method: str = "auto") -> OnlineExplainer:
+        """Start explaining a sample of incoming events in a background thread (off the ingest path).
+
+        Returns the running :class:`~vigil.services.explaining.OnlineExplainer`; ``stop()`` it (or use it as a
+        context manager) when done.
+        """
+        return OnlineExplainer(self._explainer, self.model(model, version), rate=rate, interval=interval,
+                               method=method)
+
+    def feature_importance(self, model: str, version: str | None = None, window: str = "1d", *,
+                           start: Any = None, end: Any = None, method: str = "auto",
+                           training: bool = True) -> pd.DataFrame:
+        """Feature-importance ranking per window, from the stored explanations of production events.
+
+        One row per (window, feature): explained events, mean |attribution|, mean attribution, rank. With
+        ``training`` the training data's ranking comes first (``source`` "training", window NaT). Explain a
+        sample first (:meth:`explain_sample` or :meth:`explain_online`).
+        """
+        return self._explainer.feature_importance(self.model(model, version), window=window, start=start,
+                                                  end=end, method=method, training=training)
+
+    def explanation_drift(self, model: str, version: str | None = None, window: str = "1d", *,
+                          start: Any = None, end: Any = None, method: str = "auto",
+                          threshold: float | None = None) -> pd.DataFrame:
+        """Per window, how far the explanations moved from the training data's: a drift score (flagged at
+        ``threshold``), the rank correlation of feature importance and the feature that moved most."""
+        from vigil.services.explaining import DRIFT_THRESHOLD
+
+        return self._explainer.explanation_drift(self.model(model, version), window=window, start=start, end=end,
+                                                 method=method,
+                                                 threshold=DRIFT_THRESHOLD if threshold is None else threshold)
+
+    def what_if(self, model: str, event_id: str, changes: dict[str, Any], *, version: str | None = None,
+                explain: bool = True) -> Any:
+        """Re-predict a stored event with some feature values changed, with attributions before and after."""
+        from vigil.core.explain.counterfactual import what_if
+
+        mv, row, ready = self._stored_row(model, event_id, version)
+        return what_if(ready.model, row, changes, background=ready.background, explain=explain)
+
+    def counterfactuals(self, model: str, event_id: str, *, version: str | None = None, **options: Any) -> Any:
+        """The smallest changes to actionable features that flip a stored event's decision (binary models).
+
+        ``options`` go to :func:`vigil.counterfactuals` (``actionable=``, ``immutable=``, ``ranges=``,
+        ``n=``...); the version's training data sets the feature scales and plausible values.
+        """
+        from vigil.core.explain.counterfactual import counterfactuals
+
+        mv, row, ready = self._stored_row(model, event_id, version)
+        if "data" not in options and mv.training_dataset is not None:
+            options["data"] = mv.training_dataset.load()[ready.columns]
+        return counterfactuals(ready.model, row, **options)
+
+    # -- fairness ------------------------------------------------------------------------------------
+    def fairness(self, model: str, version: str | None = None, protected: list[str] | str | None = None,
+                 window: str = "30d", segment: Any = None, *, start: Any = None, end: Any = None,
+                 **options: Any) -> StoreFairness:
+        """Bias and fairness of a version's predictions per window, by protected attribute and intersection.
+
+        ``protected``: attributes to group by (default: the schema's protected columns, features or
+        metadata). Returns group metrics (count, share, base rate, selection rate, accuracy, TPR, FPR,
+        precision, NPV, AUC, calibration...), disparities against a reference group with confidence
+        intervals (four-fifths rule, equal opportunity, equalized odds, predictive parity), representation
+        against the training data, and proxies (features tied to a protected attribute that carry large
+        attributions, when explanations are stored). ``options`` go to :func:`vigil.fairness`
+        (``reference=``, ``min_group_size=``, ``confidence=``...).
+        """
+        from vigil.services.fairness import store_fairness
+
+        mv = self.model(model, version)
+        explained = self._explainer.cheap_baseline(mv)
+        importance = (self._explainer.feature_importance(mv, window=window, start=start, end=end,
+                                                         training=explained is not None)
+                      if self._explainer.has_explanations(mv) else None)
+        return store_fairness(self._monitor, mv, protected=protected, window=window, segment=segment,
+                              start=start, end=end, explanations=explained, importance=importance, **options)
+
+    def _stored_row(self, model: str, event_id: str, version: str | None) -> tuple[ModelVersion, Any, Any]:
+        mv = self._version(model, version if version is not None else self._event_version(model, [event_id]))
+        ready = self._explainer.prepare(mv)
+        rows = self._explainer.event_rows(model, mv.model_id, [event_id])
+        return mv, rows[ready.columns].iloc[0], ready
 
     # -- reading -------------------------------------------------------------------------------------
     def events(

@@ -436,6 +436,13 @@ class _RowProgress:
         self.done = done
         self._progress.update(self._task, completed=done, total=total)
 
+    def __enter__(self) -> "_RowProgress":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.__exit__(*exc)
+
     def run(self, ingest: Callable[["_RowProgress"], IngestResult]) -> IngestResult:
         """Run ``ingest(self)`` with the bar shown; a failure says how many rows were committed before it."""
         with self._progress:
@@ -521,6 +528,13 @@ def labels(
 
 
 # -- reading: events and quarantine ----------------------------------------------------------------------
+
+
+#: The ``--format`` and ``--output`` options of every command that prints or exports rows.
+FormatOption = Annotated[Format | None, typer.Option(
+    "--format", "-f", help="table, csv or json (default: table, or from the --output suffix).", show_default=False)]
+OutputOption = Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH",
+                                                   help="Write to this file instead of stdout.")]
 
 
 def _cell(value: Any) -> str:
@@ -613,11 +627,8 @@ def events(
     limit: Annotated[int | None, typer.Option(
         "--limit", "-n", min=1, metavar="N",
         help=f"At most N events (the table shows {TABLE_ROWS} unless given).")] = None,
-    fmt: Annotated[Format | None, typer.Option(
-        "--format", "-f", help="table, csv or json (default: table, or from the --output suffix).",
-        show_default=False)] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH",
-                                                help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOption = None,
+    output: OutputOption = None,
     columns: Annotated[list[str] | None, typer.Option(
         "--columns", metavar="COL", help="Only these columns (repeat, or separate with commas).")] = None,
 ) -> None:
@@ -657,11 +668,8 @@ def quarantine(
     limit: Annotated[int | None, typer.Option(
         "--limit", "-n", min=1, metavar="N",
         help=f"At most N rows (the table shows {TABLE_ROWS} unless given).")] = None,
-    fmt: Annotated[Format | None, typer.Option(
-        "--format", "-f", help="table, csv or json (default: table, or from the --output suffix).",
-        show_default=False)] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH",
-                                                help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOption = None,
+    output: OutputOption = None,
 ) -> None:
     """List refused rows with the reason, the column and the value that failed.\f
 
@@ -732,21 +740,103 @@ def report(
         parse_window(window)
     except VigilError as err:
         raise typer.BadParameter(str(err), param_hint="--window") from None
-    from vigil.interfaces.report import build_report
-
     with _open(ctx, must_exist=True) as store:
-        mv = store.model(model, version)
-        frames = {
-            "performance": store.performance(model, mv.version, window=window),
-            "drift": store.drift(model, mv.version, window=window, baseline=baseline.value),
-            "integrity": store.integrity(model, mv.version, window=window),
-            "traffic": store.traffic(model, mv.version, window=window),
-        }
-        project = store.project
-    meta = {"model": mv.model, "version": mv.version, "baseline": baseline.value, "window": window,
-            "project": project, "status": mv.status}
-    path = build_report(title=f"{mv.model} version {mv.version}: monitoring report", meta=meta, **frames).save(output)
+        path = store.report(model, version, window=window, baseline=baseline.value).save(output)
     typer.echo(str(path))
+
+
+# -- explanations and fairness --------------------------------------------------------------------------
+
+
+@app.command("explain")
+def explain_events(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
+    event_ids: Annotated[list[str] | None, typer.Argument(
+        metavar="[EVENT_ID]...", help="Events to explain (kept with the event; asking again shows the same).",
+        show_default=False)] = None,
+    version: Annotated[str | None, typer.Option("--version", "-v", help="A version (default: the event's).")]
+    = None,
+    method: Annotated[str, typer.Option("--method", "-m", help="auto, tree, exact, permutation, kernel...")]
+    = "auto",
+    sample: Annotated[float | None, typer.Option(
+        "--sample", min=0.0, max=1.0, metavar="RATE",
+        help="Instead of events: explain this share of the version's stored events (0.1 = 10%).")] = None,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Features shown per event.")] = 10,
+    fmt: FormatOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Explain stored predictions: each feature's share of the model's output, largest first.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["explain", "--help"]).exit_code
+    0
+    """
+    ids = event_ids or []
+    if bool(ids) == (sample is not None):
+        raise typer.BadParameter("give EVENT_IDs or --sample RATE (one of them)")
+    fmt = _resolve_format(fmt, output)
+    with _open(ctx, must_exist=True) as store:
+        if sample is not None:
+            with _RowProgress("Explaining events") as bar:
+                done = store.explain_sample(model, version, rate=sample, method=method, progress=bar)
+            typer.echo(f"explained {done:,} event(s) of {model}; stored with them")
+            return
+        e = store.explain(model, ids, version=version, method=method)
+    frame = e.to_frame().drop(columns=["row"])
+    if fmt is not Format.table:
+        _emit(frame, fmt, output, "attributions")
+        return
+    for i, event_id in enumerate(e.event_ids or []):
+        one = e.top(top, row=i)[["feature", "value", "attribution"]]
+        title = (f"{model} event {event_id}: {e.output} = {e.model_output[i]:.4g} "
+                 f"(expected {e.expected_value[i]:.4g}; {e.method}, against {e.baseline})")
+        _print_table(one, title, len(e.feature_names) > top, f"{len(e.feature_names) - top} more feature(s); "
+                     "use --top N")
+
+
+@app.command("fairness")
+def fairness_cmd(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
+    protected: Annotated[list[str] | None, typer.Option(
+        "--protected", "-p", metavar="COL",
+        help="Protected attributes (repeat, or separate with commas; default: the schema's).")] = None,
+    version: Annotated[str | None, typer.Option("--version", "-v", help="A version (default: the latest).")]
+    = None,
+    window: Annotated[str, typer.Option("--window", "-w", metavar="LENGTH", help="Window length: 1d, 7d, 30d...")]
+    = "30d",
+    what: Annotated[str, typer.Option("--show", help="summary, groups, disparities or representation.")]
+    = "summary",
+    fmt: FormatOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Bias and fairness per window: group metrics, disparities with confidence intervals, representation.\f
+
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(app, ["fairness", "--help"]).exit_code
+    0
+    """
+    frames = {"summary": "summary", "groups": "by_group", "disparities": "disparities",
+              "representation": "representation"}
+    if what not in frames:
+        raise typer.BadParameter(f"choose one of {list(frames)}", param_hint="--show")
+    try:
+        parse_window(window)
+    except VigilError as err:
+        raise typer.BadParameter(str(err), param_hint="--window") from None
+    fmt = _resolve_format(fmt, output)
+    with _open(ctx, must_exist=True) as store:
+        result = store.fairness(model, version, protected=_split(protected) or None, window=window)
+    frame = getattr(result, frames[what])
+    if fmt is not Format.table:
+        _emit(frame, fmt, output, f"{what} rows")
+        return
+    if frame.empty:
+        typer.echo(f"no labelled events of {model} to measure fairness on")
+        return
+    _print_table(frame, f"Fairness of {model} version {result.version}: {what} per {window} window (UTC)",
+                 False, "")
 
 
 # -- demo ----------------------------------------------------------------------------------------------
@@ -756,6 +846,7 @@ _DEMO_STAGES = {
     "register": "Registering the training data and the model",
     "events": "Ingesting events, one batch per day",
     "labels": "Joining the late labels",
+    "explain": "Explaining a sample of the events",
 }
 
 
@@ -812,6 +903,7 @@ def _print_demo_summary(summary: Any, settings: Settings, explicit_home: Path | 
     echo(f"  date range:     {summary.start:%Y-%m-%d %H:%M} to {summary.end:%Y-%m-%d %H:%M} UTC "
          f"({summary.days} days)")
     echo(f"  label coverage: {summary.label_coverage:.1%} of {summary.events_stored:,} stored events have a label")
+    echo(f"  explained:      {summary.events_explained:,} events this run (a stable sample, kept with them)")
     echo(f"  artifact:       sha256 {summary.artifact_sha256}")
     if summary.training_data:
         ds = summary.training_data

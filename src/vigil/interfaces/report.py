@@ -68,6 +68,15 @@ NO_DRIFT = ("No drift results: no window with events to compare with the baselin
             "the first window has nothing before it).")
 NO_INTEGRITY = "No integrity results: no events in the period."
 NO_TRAFFIC = "No events in the period."
+NO_EXPLANATIONS = ("No explanations stored yet: explain a sample of events first (`vigil explain MODEL --sample "
+                   "0.1`, or store.explain_sample / store.explain_online).")
+NO_FAIRNESS = "No fairness results: no labelled events with protected attributes in the period."
+FAIRNESS_NAMES = {"demographic_parity_difference": "parity diff.", "demographic_parity_ratio": "disparate impact",
+                  "equal_opportunity_difference": "equal opp. diff.", "equalized_odds_difference": "eq. odds diff.",
+                  "predictive_parity_difference": "pred. parity diff.",
+                  "calibration_gap_difference": "calibration diff.", "four_fifths_passed": "four-fifths"}
+#: Features shown in the explanations section.
+TOP_FEATURES = 10
 
 #: Colour of the value / threshold ratio: greens below the threshold, reds from it on (capped at 2).
 DRIFT_RATIO_CAP = 2.0
@@ -789,6 +798,88 @@ def _traffic_section(traffic: pd.DataFrame | None) -> Section:
     return Section("Traffic", figure=traffic_figure(traffic), note=note)
 
 
+def _explanations_section(importance: pd.DataFrame | None, drift: pd.DataFrame | None) -> Section:
+    if not _has(importance):
+        return Section("Explanations", note=NO_EXPLANATIONS)
+    production = importance[importance["source"] == "production"]
+    training = importance[importance["source"] == "training"]
+    latest = production[production["window"] == production["window"].max()] if len(production) else production
+    order = (training if len(training) else latest).sort_values("rank")["feature"].head(TOP_FEATURES).tolist()
+    fig = _base_figure("Mean |attribution| per feature: training data vs latest window", 360)
+    for name, part in (("training data", training), ("latest window", latest)):
+        if len(part):
+            values = part.set_index("feature")["mean_abs_attribution"].reindex(order)
+            fig.add_trace(go.Bar(x=order, y=values.to_numpy(), name=name))
+    fig.update_layout(barmode="group", yaxis_title="mean |attribution|")
+    table = pd.DataFrame({"feature": order})
+    for name, part in (("training", training), ("latest", latest)):
+        if len(part):
+            indexed = part.set_index("feature")
+            table[f"{name} rank"] = indexed["rank"].reindex(order).to_numpy()
+            table[f"{name} mean |attribution|"] = indexed["mean_abs_attribution"].reindex(order).to_numpy()
+    tiles: list[Tile] = []
+    explained = float(production.drop_duplicates("window")["explained"].sum()) if len(production) else 0.0
+    notes = [f"{_fmt(explained)} "
+             f"production events explained in {production['window'].nunique()} window(s)."]
+    if _has(drift):
+        last = drift.iloc[-1]
+        when = _window_labels([last["window"]])[0]
+        tiles.append(Tile("Explanation drift", f"{float(last['score']):.2f}",
+                          f"latest window {when}; threshold {float(last['threshold']):.2f}",
+                          alert=bool(last["drifted"])))
+        if last.get("largest_mover"):
+            tiles.append(Tile("Largest mover", str(last["largest_mover"]), "share of attribution changed most"))
+        flagged = int(drift["drifted"].sum())
+        notes.append(f"Explanation drift: the share of attribution mass that moved between features against the "
+                     f"training data; {flagged} of {len(drift)} window(s) above the threshold.")
+    return Section("Explanations", figure=fig, table=table, note=" ".join(notes), tiles=tiles)
+
+
+def _fairness_section(fairness: Any) -> Section:
+    summary = getattr(fairness, "summary", fairness)
+    if not isinstance(summary, pd.DataFrame) or not len(summary):
+        return Section("Fairness", note=NO_FAIRNESS)
+    latest = summary[summary["window"] == summary["window"].max()] if "window" in summary.columns else summary
+    tiles = []
+    by_group = getattr(fairness, "by_group", None)
+    for row in latest.itertuples(index=False):
+        ratio, detail = getattr(row, "demographic_parity_ratio", float("nan")), "all groups"
+        if isinstance(by_group, pd.DataFrame) and {"status", "selection_rate"} <= set(by_group.columns):
+            # the headline leaves out groups too small to measure, as their rates say little
+            groups = by_group[(by_group["attribute"] == row.attribute) & (by_group["status"] == "ok")]
+            if "window" in groups.columns and "window" in latest.columns:
+                groups = groups[groups["window"] == row.window]
+            rates = groups["selection_rate"].dropna()
+            ratio = float(rates.min() / rates.max()) if len(rates) > 1 and rates.max() > 0 else float("nan")
+            detail = f"{len(rates)} groups large enough to measure"
+        if np.isfinite(ratio):
+            tiles.append(Tile(f"Disparate impact: {row.attribute}", f"{ratio:.2f}",
+                              f"four-fifths rule {'passed' if ratio >= 0.8 else 'failed'}; {detail}",
+                              alert=ratio < 0.8))
+    keep = [c for c in ("attribute", "groups", "demographic_parity_difference", "demographic_parity_ratio",
+                        "equal_opportunity_difference", "equalized_odds_difference",
+                        "predictive_parity_difference", "calibration_gap_difference", "four_fifths_passed", "status")
+            if c in latest.columns]
+    figure = None
+    protected = getattr(fairness, "protected", None)
+    if protected and hasattr(fairness, "figure") and len(getattr(fairness, "by_group", ())):
+        figure = fairness.figure("selection_rate", protected[0])
+    notes = ["Disparities between the groups of each protected attribute and their intersections, on labelled "
+             "events of the latest window (largest minus smallest rate; the ratio is the disparate impact)."]
+    representation = getattr(fairness, "representation", None)
+    if isinstance(representation, pd.DataFrame) and len(representation) and "flag" in representation.columns:
+        off = representation[(representation["window"] == representation["window"].max())
+                             & (representation["flag"] != "ok")]
+        if len(off):
+            notes.append("Representation against the training data, latest window: " + "; ".join(
+                f"{r.attribute}={r.group} {str(r.flag).replace('_', '-')}" for r in off.itertuples(index=False))
+                + ".")
+    table = latest[keep].rename(columns=FAIRNESS_NAMES) if "demographic_parity_difference" in latest.columns \
+        else latest
+    return Section("Fairness", figure=figure, table=table.reset_index(drop=True), tiles=tiles,
+                   note=" ".join(notes))
+
+
 def _windows_text(meta: Mapping[str, Any], frames: Sequence[pd.DataFrame | None]) -> str | None:
     windows = sorted({w for f in frames if _has(f) and "window" in f.columns for w in f["window"]})
     if not windows:
@@ -800,8 +891,11 @@ def _windows_text(meta: Mapping[str, Any], frames: Sequence[pd.DataFrame | None]
 
 def build_report(*, title: str, meta: Mapping[str, Any] | None, performance: pd.DataFrame | None = None,
                  drift: pd.DataFrame | None = None, integrity: pd.DataFrame | None = None,
-                 traffic: pd.DataFrame | None = None, fairness: pd.DataFrame | None = None) -> Report:
-    """A report from the monitoring frames: summary, performance, drift, data integrity, traffic (then fairness).
+                 traffic: pd.DataFrame | None = None, importance: pd.DataFrame | None = None,
+                 explanation_drift: pd.DataFrame | None = None, fairness: Any = None) -> Report:
+    """A report from the monitoring frames: summary, performance, drift, data integrity, traffic, then
+    explanations (``importance`` and ``explanation_drift`` frames) and fairness (a store's fairness result or
+    its summary frame) when given.
 
     ``meta`` gives the header: ``model``, ``version``, ``baseline``, ``window`` (the window length) and
     anything else worth showing. A frame that is ``None`` or empty gives its section a note saying so.
@@ -835,8 +929,8 @@ def build_report(*, title: str, meta: Mapping[str, Any] | None, performance: pd.
         _integrity_section(integrity),
         _traffic_section(traffic),
     ]
+    if importance is not None or explanation_drift is not None:
+        sections.append(_explanations_section(importance, explanation_drift))
     if fairness is not None:
-        fairness = fairness if isinstance(fairness, pd.DataFrame) else pd.DataFrame(fairness)
-        sections.append(Section("Fairness", table=fairness if len(fairness) else None,
-                                note=None if len(fairness) else "No fairness results."))
+        sections.append(_fairness_section(fairness))
     return Report(title, sections, meta=header)

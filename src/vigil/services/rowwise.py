@@ -48,7 +48,7 @@ MMD_ALPHA = 0.01
 # -- reading ------------------------------------------------------------------------------------------
 
 
-def _events(monitor: Monitor, mv: ModelVersion, segment: str, start: Any, end: Any,
+def read_events(monitor: Monitor, mv: ModelVersion, segment: str, start: Any, end: Any,
             labels: bool = False) -> pd.DataFrame:
     """The version's events in ``[start, end)`` of a segment, with the target joined when ``labels``."""
     etable = events_table(mv.model_id)
@@ -80,7 +80,7 @@ def _has_column(monitor: Monitor, table: str, name: str) -> bool:
                                [table, name])[0] > 0
 
 
-def _windows(frame: pd.DataFrame, window: str) -> Iterator[tuple[dt.datetime, pd.DataFrame]]:
+def split_windows(frame: pd.DataFrame, window: str) -> Iterator[tuple[dt.datetime, pd.DataFrame]]:
     """``(window start, rows)`` per window, oldest first."""
     if frame.empty:
         return
@@ -93,7 +93,8 @@ def _windows(frame: pd.DataFrame, window: str) -> Iterator[tuple[dt.datetime, pd
         yield pd.Timestamp(w).to_pydatetime(), frame.loc[starts == w]
 
 
-def _training(monitor: Monitor, mv: ModelVersion) -> pd.DataFrame:
+def training_frame(monitor: Monitor, mv: ModelVersion) -> pd.DataFrame:
+    """The version's training data (with the model's outputs on it when its artifact can score it)."""
     table, _ = monitor._baseline_table(mv)
     return table.to_pandas()
 
@@ -145,11 +146,11 @@ def multivariate_drift(monitor: Monitor, mv: ModelVersion, *, window: str = "1d"
     if method not in ("pca", "domain_classifier"):
         raise VigilError(f"method must be 'pca' or 'domain_classifier', got {method!r}")
     segment = segment_key(segment)
-    train = _training(monitor, mv)
+    train = training_frame(monitor, mv)
     numeric, categorical = _feature_kinds(mv, train)
     reference = _sample(_as_features(train, numeric, categorical), sample)
     rows = []
-    for start_, part in _windows(_events(monitor, mv, segment, start, end), window):
+    for start_, part in split_windows(read_events(monitor, mv, segment, start, end), window):
         if len(part) < MIN_ROWS:
             continue
         current = _sample(_as_features(part, numeric, categorical), sample)
@@ -201,14 +202,14 @@ def multivariate_outliers(monitor: Monitor, mv: ModelVersion, *, window: str = "
     from sklearn.ensemble import IsolationForest
 
     segment = segment_key(segment)
-    train = _training(monitor, mv)
+    train = training_frame(monitor, mv)
     numeric, categorical = _feature_kinds(mv, train)
     encoder = _Ordinal(_as_features(train, numeric, categorical), numeric, categorical)
     x_train = encoder.transform(_as_features(train, numeric, categorical))
     forest = IsolationForest(random_state=0).fit(x_train)
     threshold = float(np.percentile(-forest.score_samples(x_train), 99))
     rows = []
-    for start_, part in _windows(_events(monitor, mv, segment, start, end), window):
+    for start_, part in split_windows(read_events(monitor, mv, segment, start, end), window):
         scores = -forest.score_samples(encoder.transform(_as_features(part, numeric, categorical)))
         rows.append({"window": start_, "segment": segment or "all", "metric": "multivariate_outlier_rate",
                      "value": float(np.mean(scores > threshold)), "baseline": OUTLIER_BASELINE, "rows": len(part)})
@@ -248,11 +249,11 @@ def embedding_drift(monitor: Monitor, mv: ModelVersion, *, window: str = "1d", c
             raise VigilError(f"column {column!r} is not an embedding feature of model {mv.model!r}")
     if not embeddings:
         raise VigilError(f"model {mv.model!r} has no embedding features")
-    train = _training(monitor, mv) if baseline == "training" else None
+    train = training_frame(monitor, mv) if baseline == "training" else None
     fixed = {c.name: _matrix(train[c.name]) for c in embeddings} if train is not None else None
     previous: dict[str, np.ndarray] | None = None
     rows = []
-    for start_, part in _windows(_events(monitor, mv, segment, start, end), window):
+    for start_, part in split_windows(read_events(monitor, mv, segment, start, end), window):
         current = {c.name: _matrix(part[c.name]) for c in embeddings}
         reference = fixed if fixed is not None else previous
         previous = current
@@ -302,7 +303,7 @@ def custom_metric(monitor: Monitor, mv: ModelVersion, metric: perf.CustomMetric,
         raise VigilError(f"metric must be a CustomMetric, got {type(metric).__name__}")
     segment = segment_key(segment)
     rows = []
-    for start_, part in _windows(_events(monitor, mv, segment, start, end, labels=True), window):
+    for start_, part in split_windows(read_events(monitor, mv, segment, start, end, labels=True), window):
         num, den = metric.sufficient_stats(part.reset_index(drop=True))
         rows.append({"window": start_, "segment": segment or "all", "metric": metric.name,
                      "value": metric.from_stats(num, den), "numerator": num, "denominator": den})
@@ -331,12 +332,12 @@ def ranking_performance(monitor: Monitor, mv: ModelVersion, *, k: int = 10, wind
         raise VigilError(f"model {mv.model!r} is not a ranking model with a prediction and a target column")
     segment = segment_key(segment)
     target, prediction = schema.target.name, schema.prediction.name
-    frame = _events(monitor, mv, segment, start, end, labels=True)
+    frame = read_events(monitor, mv, segment, start, end, labels=True)
     if target not in frame:
         return _frame([], ["window", "segment", "metric", "value", "labelled"])
     frame = frame[frame[target].notna()]
     rows = []
-    for start_, part in _windows(frame, window):
+    for start_, part in split_windows(frame, window):
         recommended, relevant = list(part[prediction]), list(part[target])
         for name, fn in _RANKING:
             rows.append({"window": start_, "segment": segment or "all", "metric": name,

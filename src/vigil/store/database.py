@@ -177,8 +177,39 @@ def _format_3(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
+def _format_4(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE explanations (
+            model_id INTEGER NOT NULL,
+            version VARCHAR NOT NULL,
+            event_id VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,
+            event_time TIMESTAMP NOT NULL,
+            explained_at TIMESTAMP NOT NULL,
+            output VARCHAR NOT NULL,
+            baseline VARCHAR NOT NULL,
+            expected_value DOUBLE NOT NULL,
+            model_output DOUBLE NOT NULL,
+            features VARCHAR[] NOT NULL,
+            attributions DOUBLE[] NOT NULL,
+            errors DOUBLE[],
+            row_json VARCHAR,
+            extra_json VARCHAR,
+            PRIMARY KEY (model_id, version, event_id, method)
+        );
+        CREATE TABLE explanation_baselines (
+            model_id INTEGER NOT NULL,
+            version VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL,
+            computed_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (model_id, version, method)
+        );
+    """)
+
+
 #: Migrations, in order: ``MIGRATIONS[i]`` takes a store from format ``i`` to ``i + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_format_1, _format_2, _format_3]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_format_1, _format_2, _format_3, _format_4]
 CURRENT_FORMAT = len(MIGRATIONS)
 
 
