@@ -789,10 +789,9 @@ def explain_events(
         return
     for i, event_id in enumerate(e.event_ids or []):
         one = e.top(top, row=i)[["feature", "value", "attribution"]]
-        title = (f"{model} event {event_id}: {e.output} = {e.model_output[i]:.4g} "
-                 f"(expected {e.expected_value[i]:.4g}; {e.method}, against {e.baseline})")
-        _print_table(one, title, len(e.feature_names) > top, f"{len(e.feature_names) - top} more feature(s); "
-                     "use --top N")
+        typer.echo(f"{model} event {event_id}: {e.output} = {e.model_output[i]:.4g}, "
+                   f"expected {e.expected_value[i]:.4g} ({e.method}, against {e.baseline})")
+        _print_table(one, "", len(e.feature_names) > top, f"{len(e.feature_names) - top} more feature(s); use --top N")
 
 
 @app.command("fairness")
