@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from measure import busy_s, mem_mb, reset_peak
+from measure import busy_s, mem_mb, reset_peak, wait_idle
 
 # the peers' own benchmark scripts and virtual environments (set up once, outside the project)
 _BESIDE = Path(__file__).resolve().parents[2] / "shared" / "peer-bench"
@@ -97,20 +97,6 @@ def make_frame(n, seed, drift=False, n_num=15, n_cat=5, with_label=True):
             z = z + 0.4 * (df["cat_1"].cat.codes.to_numpy() % 3 - 1)
         df["label"] = (rng.random(n) < 1.0 / (1.0 + np.exp(-z))).astype(np.int64)
     return df
-
-
-# -- machine load (read as the peers read it) ---------------------------------------------------------------
-
-
-def wait_idle(max_wait_s: float = 120.0, foreign_cores: float = 0.15) -> float:
-    """Wait until other processes use < foreign_cores CPUs (sampled over 1 s); return the seconds waited."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < max_wait_s:
-        b, c = busy_s(), time.process_time()
-        time.sleep(1.0)
-        if (busy_s() - b) - (time.process_time() - c) < foreign_cores:
-            break
-    return time.perf_counter() - t0
 
 
 # -- runs --------------------------------------------------------------------------------------------------

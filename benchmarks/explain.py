@@ -50,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from drift import make_frame, wait_idle
-from measure import busy_s
+from drift import make_frame
+from measure import busy_s, wait_idle
 
 FEATURES = [f"num_{i}" for i in range(20)]
 SPEEDUP_GOAL = 5.0

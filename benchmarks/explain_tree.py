@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from drift import make_frame, wait_idle
-from measure import busy_s
+from drift import make_frame
+from measure import busy_s, wait_idle
 
 FEATURES = [f"num_{i}" for i in range(20)]
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -35,7 +35,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from measure import busy_s
+from measure import busy_s, wait_idle
 
 METRICS = ["accuracy", "selection_rate", "tpr", "fpr"]
 SPEEDUP_GOAL = 100.0  # vs Fairlearn
@@ -90,20 +90,6 @@ def fairlearn_run(y_true, y_pred, frame):
                 for k, sf in (("A", frame["A"]), ("B", frame["B"]), ("A,B", frame[["A", "B"]]))}
 
     return run
-
-
-# -- machine load ---------------------------------------------------------------------------------------------
-
-
-def wait_idle(max_wait_s: float, foreign_cores: float = 0.15) -> float:
-    """Wait until other processes use < foreign_cores CPUs (sampled over 1 s); return the seconds waited."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < max_wait_s:
-        b, c = busy_s(), time.process_time()
-        time.sleep(1.0)
-        if (busy_s() - b) - (time.process_time() - c) < foreign_cores:
-            break
-    return time.perf_counter() - t0
 
 
 def timed(fn) -> tuple[float, float, object]:
