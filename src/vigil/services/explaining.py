@@ -14,6 +14,7 @@ per time window and its drift against the training data's.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -74,26 +75,23 @@ class Explainer:
         return [c.name for c in mv.schema.features]
 
     def prepare(self, mv: ModelVersion, method: str = "auto") -> _Prepared:
-        """The version's model, input columns, resolved method and background sample (cached)."""
-        key = (mv.model_id, mv.version, method)
-        ready = self._prepared.get(key)
-        if ready is not None:
-            return ready
-        model = mv.load_model()
-        columns = self.input_columns(mv, model)
-        resolved = choose_method(model, len(columns)) if method == "auto" else method
-        background = None
-        if mv.training_dataset is not None:
-            training = mv.training_dataset.load()
-            missing = [c for c in columns if c not in training.columns]
-            if missing:
-                raise VigilError(f"the training data of {mv.model!r} version {mv.version!r} lacks the model's "
-                                 f"input column(s) {missing}")
-            background = training[columns].sample(n=min(BACKGROUND_ROWS, len(training)), random_state=0)
-            background = background.reset_index(drop=True)
-        ready = _Prepared(model, columns, resolved, background)
-        self._prepared[key] = ready
-        return ready
+        """The version's model, input columns, resolved method and background sample (loaded once per version)."""
+        base = self._prepared.get((mv.model_id, mv.version, "auto"))
+        if base is None:
+            model = mv.load_model()
+            columns = self.input_columns(mv, model)
+            background = None
+            if mv.training_dataset is not None:
+                training = mv.training_dataset.load()
+                missing = [c for c in columns if c not in training.columns]
+                if missing:
+                    raise VigilError(f"the training data of {mv.model!r} version {mv.version!r} lacks the model's "
+                                     f"input column(s) {missing}")
+                background = training[columns].sample(n=min(BACKGROUND_ROWS, len(training)), random_state=0)
+                background = background.reset_index(drop=True)
+            base = _Prepared(model, columns, choose_method(model, len(columns)), background)
+            self._prepared[(mv.model_id, mv.version, "auto")] = base
+        return base if method == "auto" else dataclasses.replace(base, method=method)
 
     def explain_rows(self, mv: ModelVersion, rows: pd.DataFrame, method: str, **options: Any) -> Explanation:
         ready = self.prepare(mv, method)
