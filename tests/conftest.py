@@ -17,3 +17,15 @@ def shared_data() -> Path:
         pytest.skip(f"shared data sets not found at {SHARED_DATA} (a clone without ../shared): real-data tests "
                     "skipped")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """torch on one thread for the module's tests (tiny models spin against each other on several); skips
+    without the torch extra."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("captum")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)

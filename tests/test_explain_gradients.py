@@ -16,13 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread (several spin against each other on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _linear(d: int, seed: int = 0) -> torch.nn.Module:

@@ -161,17 +161,6 @@ def test_non_string_texts_are_refused(handmade_pipeline):
 
 # --- torch embedding models ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def torch_one_thread():
-    """Tiny models run fastest on one thread (several spin against each other on a busy 2-core machine)."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("captum")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(before)
-
-
 def _pooled_model(torch, n_tokens: int, dim: int, pooling: str):
     class Pooled(torch.nn.Module):
         """Token embeddings, pooled over the non-padding positions, then one linear output."""
