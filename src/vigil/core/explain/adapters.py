@@ -155,44 +155,53 @@ def as_model_function(
     names = _names_of(model, feature_names)
     if _is_torch_module(model):
         return _torch_function(model, names, output, class_index)
+    kind, predict, text, position, classes = output_function(model, output=output, class_index=class_index)
+    if kind is None:
+        raise ExplainError(f"cannot explain a {type(model).__name__}: give a fitted estimator, a torch module "
+                           "or a function of a DataFrame")
+    if names is None:
+        reason = "a plain function does not say which columns it reads" if kind == "callable" else \
+            "the model does not record its input columns"
+        raise ExplainError(f"{reason}: pass feature_names=")
+    wants_frame = kind == "callable" or getattr(model, "feature_names_in_", None) is not None
+    return ModelFunction(model, names, text, kind, position, wants_frame, predict, classes)
+
+
+def output_function(model: Any, *, output: str = "auto", class_index: Any = None
+                    ) -> tuple[str | None, Callable[[Any], np.ndarray], str, Any, list[Any] | None]:
+    """``(kind, f, meaning, class position, classes)`` of a scikit-learn-style model or a plain function, on
+    whatever inputs the model itself takes (rows, texts...); kind None when it is neither.
+
+    >>> kind, f, text, _, _ = output_function(lambda xs: np.array([[0.2, 0.8]] * len(xs)), class_index=1)
+    >>> kind, f(["a", "b"]).tolist(), text
+    ('callable', [0.8, 0.8], 'model output 1')
+    """
     if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
         classes = list(np.asarray(model.classes_).tolist())
         position = class_position(classes, class_index)
         label = classes[position]
-        if names is None:
-            raise ExplainError("the model does not record its input columns: pass feature_names=")
-        wants_frame = getattr(model, "feature_names_in_", None) is not None
         if output == "log-odds":
-            def predict(rows: Any) -> np.ndarray:
-                p = np.clip(model.predict_proba(rows)[:, position], 1e-15, 1 - 1e-15)
+            def log_odds(inputs: Any) -> np.ndarray:
+                p = np.clip(model.predict_proba(inputs)[:, position], 1e-15, 1 - 1e-15)
                 return np.log(p / (1 - p))
-            text = f"log-odds of class {label}"
-        else:
-            def predict(rows: Any) -> np.ndarray:
-                return model.predict_proba(rows)[:, position]
-            text = f"probability of class {label}"
-        return ModelFunction(model, names, text, "classifier", position, wants_frame, predict, classes)
+            return "classifier", log_odds, f"log-odds of class {label}", position, classes
+        return ("classifier", lambda inputs: model.predict_proba(inputs)[:, position],
+                f"probability of class {label}", position, classes)
     if hasattr(model, "predict"):
-        if names is None:
-            raise ExplainError("the model does not record its input columns: pass feature_names=")
-        wants_frame = getattr(model, "feature_names_in_", None) is not None
-        return ModelFunction(model, names, "regression value", "regressor", None, wants_frame,
-                             lambda rows: model.predict(rows))
+        return "regressor", lambda inputs: model.predict(inputs), "regression value", None, None
     if callable(model):
-        if names is None:
-            raise ExplainError("a plain function does not say which columns it reads: pass feature_names=")
-
-        def call(rows: Any) -> np.ndarray:
-            out = np.asarray(model(rows), dtype=float)
+        def call(inputs: Any) -> np.ndarray:
+            out = np.asarray(model(inputs), dtype=float)
             if out.ndim == 2 and out.shape[1] > 1:
                 if class_index is None:
-                    raise ExplainError(f"the function returns {out.shape[1]} outputs a row: pass class_index=")
+                    raise ExplainError(f"the function returns {out.shape[1]} outputs an input: pass class_index=")
                 out = out[:, int(class_index)]
             return out
-        text = "model output" if class_index is None else f"model output {class_index}"
-        return ModelFunction(model, names, text, "callable", class_index, True, call)
-    raise ExplainError(f"cannot explain a {type(model).__name__}: give a fitted estimator, a torch module "
-                       "or a function of a DataFrame")
+        return ("callable", call, "model output" if class_index is None else f"model output {class_index}",
+                class_index, None)
+    return None, lambda inputs: np.zeros(0), "", None, None
+
+
 
 
 def _torch_function(model: Any, names: list[str] | None, output: str, class_index: Any) -> ModelFunction:

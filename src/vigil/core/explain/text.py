@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vigil.core.explain.adapters import ExplainError, class_position
+from vigil.core.explain.adapters import ExplainError, output_function
 from vigil.core.explain.explanation import Explanation
 from vigil.core.explain.gradients import (
     IG_METHODS,
@@ -236,27 +236,9 @@ class _TextModel:
 
 def _string_scorer(model: Any, output: str, class_index: Any) -> tuple[Callable[[list[str]], np.ndarray], str]:
     """f(list of strings) for a scikit-learn text pipeline or a plain function, and its meaning."""
-    if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
-        classes = list(np.asarray(model.classes_).tolist())
-        position = class_position(classes, class_index)
-        label = classes[position]
-        if output == "log-odds":
-            def log_odds(texts: list[str]) -> np.ndarray:
-                p = np.clip(model.predict_proba(texts)[:, position], 1e-15, 1 - 1e-15)
-                return np.log(p / (1 - p))
-            return log_odds, f"log-odds of class {label}"
-        return (lambda texts: model.predict_proba(texts)[:, position]), f"probability of class {label}"
-    if hasattr(model, "predict"):
-        return (lambda texts: model.predict(texts)), "regression value"
-    if callable(model):
-        def call(texts: list[str]) -> np.ndarray:
-            out = np.asarray(model(texts), dtype=float)
-            if out.ndim == 2 and out.shape[1] > 1:
-                if class_index is None:
-                    raise ExplainError(f"the function returns {out.shape[1]} outputs a text: pass class_index=")
-                out = out[:, int(class_index)]
-            return out
-        return call, "model output" if class_index is None else f"model output {class_index}"
+    kind, score, text, _, _ = output_function(model, output=output, class_index=class_index)
+    if kind is not None:
+        return score, text
     raise ExplainError(f"cannot explain a {type(model).__name__} on text: give a fitted pipeline that takes a list "
                        "of strings, a torch module with tokenizer=, or a function of a list of strings")
 
