@@ -17,8 +17,15 @@ from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 import vigil
-from cli_helpers import ENV, one_error_line, run
+from cli_helpers import ENV, run
+from test_cli_errors import error_lines
+from vigil.errors import EXIT_CODES
 from vigil.interfaces.cli import app
+
+
+def one_error_line(result) -> str:
+    """The ``error: ...`` line of a failing command (a ``hint: ...`` line may follow it)."""
+    return error_lines(result)[0]
 
 
 def events_frame(ids: list[str], clf: LogisticRegression, seed: int = 1) -> pd.DataFrame:
@@ -72,7 +79,8 @@ def home(tmp_path: Path, files: dict[str, Path]) -> Path:
 
 @pytest.mark.parametrize("command", [[], ["init"], ["model"], ["model", "register"], ["model", "list"],
                                      ["model", "show"], ["model", "status"], ["ingest"], ["labels"],
-                                     ["events"], ["quarantine"], ["demo"]])
+                                     ["events"], ["events", "show"], ["events", "delete"], ["quarantine"],
+                                     ["report"], ["explain"], ["fairness"], ["demo"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], env=ENV)
     assert result.exit_code == 0
@@ -145,25 +153,25 @@ def test_ingest_bad_rows_are_quarantined_with_exit_0(home: Path, files: dict[str
     assert sorted(quarantined["event_id"]) == ["b0", "b1", "b2"]
 
 
-def test_ingest_missing_file_is_one_line_exit_1(home: Path, tmp_path: Path) -> None:
+def test_ingest_missing_file_is_one_line_with_the_batch_error_code(home: Path, tmp_path: Path) -> None:
     for name in ("nope.parquet", "nope.csv"):
         result = run(home, "ingest", "credit", "1", str(tmp_path / name), ok=False)
-        assert result.exit_code == 1
+        assert result.exit_code == EXIT_CODES["batch_error"]
         assert name in one_error_line(result)
 
 
 def test_ingest_unknown_model_names_it(home: Path, files: dict[str, Path]) -> None:
     result = run(home, "ingest", "fraud", "1", str(files["events.csv"]), ok=False)
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_CODES["not_found"]
     assert "'fraud'" in one_error_line(result)
     result = run(home, "ingest", "credit", "9", str(files["events.csv"]), ok=False)
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_CODES["not_found"]
     assert "'9'" in one_error_line(result)
 
 
-def test_ingest_batch_level_error_exit_1(home: Path, files: dict[str, Path]) -> None:
+def test_ingest_batch_level_error_exits_with_the_batch_error_code(home: Path, files: dict[str, Path]) -> None:
     result = run(home, "ingest", "credit", "1", str(files["extra.csv"]), ok=False)
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_CODES["batch_error"]
     assert "branch" in one_error_line(result)
     with vigil.open(home) as store:
         assert store.events("credit").empty
@@ -231,7 +239,7 @@ def test_quarantine_listing(home: Path, files: dict[str, Path]) -> None:
                                      ["ingest", "credit", "1", "events.csv"], ["labels", "credit", "labels.csv"]])
 def test_commands_on_a_missing_store_fail_cleanly_and_create_nothing(tmp_path: Path, command: list[str]) -> None:
     result = run(tmp_path / "nothing", *command, ok=False)
-    assert result.exit_code == 1 and "vigil init" in one_error_line(result)
+    assert result.exit_code == EXIT_CODES["store_error"] and "vigil init" in one_error_line(result)
     assert not (tmp_path / "nothing").exists()
 
 
@@ -243,6 +251,73 @@ def test_installed_executable_help_and_error(home: Path, tmp_path: Path) -> None
     assert shown.returncode == 0 and "ingest" in shown.stdout
     failed = subprocess.run([exe, "--home", str(home), "ingest", "credit", "1", str(tmp_path / "missing.parquet")],
                             capture_output=True, text=True, env=env, timeout=60)
-    assert failed.returncode == 1
+    assert failed.returncode == EXIT_CODES["batch_error"]
     assert failed.stderr.strip().splitlines() == [f"error: no such file: {str(tmp_path / 'missing.parquet')!r}"]
     assert "Traceback" not in failed.stdout + failed.stderr
+
+
+# -- help that says what the commands do -----------------------------------------------------------------------
+
+
+def test_report_help_lists_every_section_of_the_report() -> None:
+    text = " ".join(CliRunner().invoke(app, ["report", "--help"], env=ENV).output.split()).lower()
+    for section in ("summary", "performance", "drift", "data integrity", "traffic", "explanations", "fairness"):
+        assert section in text, section
+
+
+def test_demo_help_does_not_promise_a_dashboard() -> None:
+    text = " ".join(CliRunner().invoke(app, ["demo", "--help"], env=ENV).output.split())
+    assert "no dashboard is served" in text and "[default: no-serve]" in text
+    assert "Open the dashboard" not in text
+
+
+# -- fairness: flagged disparities as one table ----------------------------------------------------------------
+
+
+@pytest.fixture
+def biased_home(tmp_path: Path, files: dict[str, Path]) -> Path:
+    """Model ``credit`` with 600 labelled events whose predictions favour M over F."""
+    home = tmp_path / "biased"
+    run(home, "model", "register", "credit", "--version", "1", "--task", "binary", "--training-data",
+        str(files["train.csv"]), "--target", "default", "--protected", "sex")
+    rng = np.random.default_rng(5)
+    n = 600
+    events = pd.DataFrame({"event_id": [f"b{i}" for i in range(n)],
+                           "timestamp": pd.date_range("2026-01-05", periods=n, freq="30min", tz="UTC"),
+                           "income": rng.normal(50, 15, n).round(1), "sex": np.where(np.arange(n) % 2, "M", "F")})
+    events["score"] = np.clip(np.where(events["sex"] == "M", 0.7, 0.2) + rng.normal(0, 0.1, n), 0, 1)
+    events["prediction"] = (events["score"] > 0.5).astype(int)
+    events.to_parquet(tmp_path / "biased.parquet", index=False)
+    labels = pd.DataFrame({"event_id": events["event_id"], "default": rng.integers(0, 2, n)})
+    labels.to_csv(tmp_path / "biased-labels.csv", index=False)
+    run(home, "ingest", "credit", "1", str(tmp_path / "biased.parquet"))
+    run(home, "labels", "credit", str(tmp_path / "biased-labels.csv"))
+    return home
+
+
+def test_fairness_disparities_show_the_flagged_ones_in_one_table(biased_home: Path) -> None:
+    with vigil.open(biased_home, read_only=True) as store:
+        every = store.fairness("credit", window="7d").disparities
+    flagged = every[every["status"] == "flagged"]
+    assert len(flagged) and len(flagged) < len(every)
+    out = run(biased_home, "fairness", "credit", "--window", "7d", "--show", "disparities").stdout
+    assert "-[ 1 ]" not in out  # one table, not a block per disparity
+    body = [line for line in out.splitlines() if line.startswith("│")]
+    assert len(body) == len(flagged)
+    assert f"{len(flagged):,} flagged disparit" in out and f"{len(every) - len(flagged):,} not flagged" in out
+    assert "--all shows every one" in out
+    exported = json.loads(run(biased_home, "fairness", "credit", "-w", "7d", "--show", "disparities", "-f",
+                              "json").stdout)
+    assert len(exported) == len(flagged) and {r["status"] for r in exported} == {"flagged"}
+    everything = json.loads(run(biased_home, "fairness", "credit", "-w", "7d", "--show", "disparities", "--all",
+                                "-f", "json").stdout)
+    assert len(everything) == len(every)
+    table = run(biased_home, "fairness", "credit", "-w", "7d", "--show", "disparities", "--all").stdout
+    assert len([line for line in table.splitlines() if line.startswith("│")]) == len(every)
+    assert "not flagged" not in table
+
+
+def test_fairness_segment_is_passed_to_the_store(biased_home: Path) -> None:
+    groups = json.loads(run(biased_home, "fairness", "credit", "--show", "groups", "--segment", "sex = 'F'",
+                            "-f", "json").stdout)
+    assert groups and {g["group"] for g in groups} == {"F"}

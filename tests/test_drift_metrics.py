@@ -530,7 +530,7 @@ def test_domain_classifier_auc():
     moved = _correlated(6_000, 0.9, 3)
     moved["a"] = moved["a"] + 1.0
     quiet = domain_classifier_auc(ref, same, sample=3_000)
-    assert quiet["auc"] == pytest.approx(0.5, abs=0.04) and not quiet["drifted"] and quiet["threshold"] == 0.55
+    assert quiet["auc"] == pytest.approx(0.5, abs=0.04) and not quiet["drifted"] and quiet["threshold"] < 0.55
     loud = domain_classifier_auc(ref, moved, sample=3_000)
     assert loud["auc"] > 0.7 and loud["drifted"]
 

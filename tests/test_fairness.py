@@ -432,7 +432,7 @@ def test_frames_figure_and_html():
     assert by_group.columns[-1] == "status" and {"tpr_low", "tpr_high", "auc", "ece", "tp"} <= set(by_group.columns)
     assert list(report.disparities.columns) == ["attribute", "metric", "group", "reference_group", "value",
                                                 "reference_value", "difference", "ratio", "ci_low", "ci_high",
-                                                "status"]
+                                                "p_value", "p_adjusted", "status"]
     assert set(report.disparities["status"]) <= {"ok", "flagged", "insufficient_data"}
     long = report.to_frame()
     assert list(long.columns) == ["attribute", "group", "metric", "value", "low", "high", "count", "status"]

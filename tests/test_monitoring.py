@@ -69,7 +69,7 @@ def test_a_week_is_the_merge_of_its_days(store):
 
 def test_segment_performance(store):
     perf = store.performance(MODEL, "1", window="1d", segment={"sex": "Female"})
-    assert (perf["segment"] == '"sex" = \'Female\'').all()
+    assert (perf["segment"] == "sex == 'Female'").all()
     rows = labelled_events(store, sex="Female")
     rows = rows.assign(day=rows["timestamp"].dt.floor("D"))
     for day, day_rows in rows.groupby("day"):
@@ -120,12 +120,17 @@ def test_adding_a_day_recomputes_only_that_day(tmp_path, demo):
                          metadata=["channel"])
         days = demo.events["timestamp"].dt.floor("D")
         first, last = days.min(), days.max()
+        stamps = "SELECT window_start, max(computed_at) FROM profiles WHERE grain = '1d' AND segment = '' GROUP BY 1"
         s.log_predictions(MODEL, "1", demo.events[days < last])
-        assert s.refresh_profiles(MODEL, "1") == days[days < last].nunique()
+        s.traffic(MODEL, version="1")  # a read waits for the write path to bring the profiles up to date
+        before = dict(s._db.fetchall(stamps))
+        assert len(before) == days[days < last].nunique()
         s.log_predictions(MODEL, "1", demo.events[days == last])
-        assert s.refresh_profiles(MODEL, "1") == 1
-        assert s.refresh_profiles(MODEL, "1") == 0
-        counts = s.traffic(MODEL, "1", window="1d")
+        s.traffic(MODEL, version="1")
+        after = dict(s._db.fetchall(stamps))
+        assert {w for w in after if after[w] != before.get(w)} == {last.tz_localize(None).to_pydatetime()}
+        assert s.refresh_profiles(MODEL, version="1") == 0
+        counts = s.traffic(MODEL, version="1", window="1d")
         events = counts[counts["metric"] == "events"].set_index("window")["value"]
         assert events.sum() == len(demo.events)
         assert events.index.min() == first

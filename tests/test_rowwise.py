@@ -68,15 +68,24 @@ def test_pca_drift_not_flagged_on_unbroken_days(tabular):
 def test_domain_classifier_auc_higher_after_the_break(tabular):
     got = tabular.multivariate_drift("tab", window="1d", method="domain_classifier", sample=1_000).set_index("window")
     before = got.loc[DAY0, "value"]
-    after = got.loc[[DAY0 + pd.Timedelta(days=2), DAY0 + pd.Timedelta(days=3)], "value"]
+    broken = [DAY0 + pd.Timedelta(days=2), DAY0 + pd.Timedelta(days=3)]
+    after = got.loc[broken, "value"]
     assert (after > before).all()
-    assert (got["threshold"] == 0.55).all()
+    assert got.loc[broken, "drifted"].all() and not got.loc[DAY0, "drifted"]
+    # the threshold is the AUC 500 held-out rows a side stay under 99% of the time without drift, not a fixed 0.55
+    assert ((got["threshold"] > 0.5) & (got["threshold"] < 0.55)).all()
 
 
-def test_small_windows_are_skipped(tabular):
+def test_small_windows_get_no_decision(tabular):
     hours = {"window": "1h", "method": "pca", "end": DAY0 + pd.Timedelta(hours=3)}
-    assert len(tabular.multivariate_drift("tab", **hours)) == 3  # ~83 rows an hour
-    assert tabular.multivariate_drift("tab", segment={"colour": "red"}, **hours).empty  # ~28 rows an hour
+    judged = tabular.multivariate_drift("tab", **hours)  # ~83 rows an hour
+    assert len(judged) == 3 and (judged["status"] == "ok").all() and judged["drifted"].notna().all()
+    assert list(judged.columns) == ["window", "segment", "method", "value", "lower", "upper", "threshold",
+                                    "drifted", "rows", "status"]
+    small = tabular.multivariate_drift("tab", segment="colour = 'red' AND x1 > 1", **hours)  # ~4 rows an hour
+    assert len(small) == 3 and (small["status"] == "insufficient_data").all()
+    assert small["drifted"].isna().all() and small["threshold"].isna().all() and (small["rows"] < 20).all()
+    assert np.isfinite(small["value"]).all()  # the few rows' reconstruction error is still shown
 
 
 def test_outlier_rate(tabular):
@@ -89,7 +98,7 @@ def test_outlier_rate(tabular):
 
 def test_segment_filters_rows(tabular):
     got = tabular.outliers("tab", window="1d", segment={"colour": "red"})
-    assert (got["rows"] < N).all() and (got["segment"] == "\"colour\" = 'red'").all()
+    assert (got["rows"] < N).all() and (got["segment"] == "colour == 'red'").all()
 
 
 @pytest.fixture(scope="module")

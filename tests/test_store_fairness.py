@@ -116,8 +116,10 @@ def test_fairness_in_the_report_and_the_cli(store, tmp_path):
 
 
 def test_unknown_protected_attribute_is_a_clear_error(store):
-    with pytest.raises(vigil.VigilError, match="'gender'.*protected attributes: \\['sex', 'region', 'ethnicity'\\]"):
+    with pytest.raises(vigil.VigilError, match="'gender'.*protected attributes: ") as err:
         store.fairness("loans", protected=["gender"])
+    assert err.value.field == "protected"
+    assert all(f"'{name}'" in str(err.value) for name in ("sex", "region", "ethnicity"))
 
 
 def test_mean_attribution_of_a_protected_attribute_that_is_a_model_input(tmp_path):

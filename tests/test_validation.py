@@ -306,7 +306,8 @@ def test_tz_aware_pandas_timestamps_become_utc(binary_schema):
     ts = pd.Series(pd.to_datetime(["2026-01-02 03:04:05", "2026-07-01 12:00:00"])).dt.tz_localize("Europe/Paris")
     frame = batch()
     frame["timestamp"] = ts
-    result = validate_predictions(frame, binary_schema, now=NOW)
+    # validated as of August: a July time is no longer in the future (which would make it implausible)
+    result = validate_predictions(frame, binary_schema, now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
     assert result.accepted == 2
     assert result.table.column("timestamp").to_pylist() == [dt.datetime(2026, 1, 2, 2, 4, 5),
                                                             dt.datetime(2026, 7, 1, 10, 0, 0)]
@@ -353,9 +354,11 @@ def test_unparseable_string_timestamp_is_bad_timestamp(binary_schema):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_absurd_epoch_timestamp_is_bad_timestamp_not_now(binary_schema):
+def test_absurd_epoch_timestamp_is_implausible_not_now(binary_schema):
+    # a finite number is a readable timestamp, only an absurd one: implausible_timestamp (it was bad_timestamp,
+    # the reason for text that cannot be parsed, before plausible ranges existed)
     result = validate_predictions(_ts_frame(pa.array([1767322800.0, 1e20])), binary_schema, now=NOW)
-    assert result.reasons() == {"bad_timestamp": 1}
+    assert result.reasons() == {"implausible_timestamp": 1}
 
 
 # -- signals: accepted but counted -------------------------------------------------------------------
@@ -370,10 +373,10 @@ def test_unseen_category_and_out_of_range_are_accepted_and_counted(binary_schema
     assert result.table.column("sex").to_pylist() == ["F", "X", "Y"]
 
 
-def test_unseen_predicted_class_is_counted(binary_schema):
-    result = validate_predictions(batch(prediction=[1, 7]), binary_schema, now=NOW)
-    assert result.accepted == 2
-    assert result.signals["unseen_category"] == {"prediction": 1}
+def test_predicted_class_outside_the_model_classes_is_refused(binary_schema):
+    # a binary 0/1 model predicting 7 was stored and counted as an unseen category: that was the bug
+    rec = only_rejection(validate_predictions(batch(prediction=[1, 7]), binary_schema, now=NOW))
+    assert (rec["reason"], rec["column"], rec["value"]) == ("unknown_class", "prediction", "7")
 
 
 def test_signals_count_only_accepted_rows(binary_schema):

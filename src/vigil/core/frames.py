@@ -1,4 +1,7 @@
-"""Turn what users hand us (pandas, polars, pyarrow, files) into one Arrow form.
+"""Turn what users hand us (pandas, polars, pyarrow) into one Arrow form.
+
+Reading files is :mod:`vigil.services.sources`'s job; nothing here does I/O
+(a path given to :func:`to_arrow` is handed to it, until callers read files first).
 
 >>> import pandas as pd
 >>> to_arrow(pd.DataFrame({"a": [1, 2], "b": ["x", None]})).schema
@@ -10,26 +13,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
+import numbers
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
-from vigil.errors import BatchError
-
-FILE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".gz": "csv", ".jsonl": "jsonl",
-                ".ndjson": "jsonl", ".json": "jsonl"}
+from vigil.errors import BatchError, InvalidParameterError
 
 
 def to_arrow(data: Any) -> pa.Table:
-    """An Arrow table from a pandas/polars DataFrame, a pyarrow Table/RecordBatch, or a file path.
+    """An Arrow table from a pandas/polars DataFrame, a pyarrow Table/RecordBatch or a dict of columns.
 
     String columns come out as ``string`` (not ``large_string``) and dictionary
-    columns as their values, so equal content always has equal types.
+    columns as their values, so equal content always has equal types. Two
+    columns with one name are a :class:`BatchError` naming it.
 
     >>> to_arrow(pa.table({"a": pa.array(["x"], pa.large_string())})).schema.field("a").type
     DataType(string)
@@ -38,8 +36,6 @@ def to_arrow(data: Any) -> pa.Table:
         table = data
     elif isinstance(data, pa.RecordBatch):
         table = pa.Table.from_batches([data])
-    elif isinstance(data, str | Path):
-        table = read_file(data)
     elif _is_pandas(data):
         table = _from_pandas(data)
     elif _is_polars(data):
@@ -51,7 +47,23 @@ def to_arrow(data: Any) -> pa.Table:
             f"cannot read data of type {type(data).__name__}: give a pandas or polars DataFrame, "
             "a pyarrow Table, or the path of a Parquet, CSV or JSON-lines file"
         )
+    check_unique_columns(table.column_names)
     return normalize_types(table)
+
+
+def check_unique_columns(names: list[str], where: str = "the batch") -> None:
+    """:class:`BatchError` naming the column names that appear more than once.
+
+    >>> check_unique_columns(["a", "b", "a"])
+    Traceback (most recent call last):
+    ...
+    vigil.errors.BatchError: the batch has duplicate column names ['a']: give each column its own name
+    """
+    counts = Counter(names)
+    duplicates = sorted(name for name, n in counts.items() if n > 1)
+    if duplicates:
+        raise BatchError(f"{where} has duplicate column names {duplicates}: give each column its own name",
+                         field=duplicates[0], columns=duplicates)
 
 
 def _is_pandas(data: Any) -> bool:
@@ -68,9 +80,7 @@ def _from_pandas(frame: Any) -> pa.Table:
     if not isinstance(frame, pd.DataFrame):
         raise BatchError(f"expected a DataFrame, got a pandas {type(frame).__name__}")
     frame = frame.rename(columns=str)
-    if frame.columns.duplicated().any():
-        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise BatchError(f"duplicate column names {dup}")
+    check_unique_columns(list(frame.columns))
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -128,69 +138,6 @@ def _plain_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def file_format(path: str | Path) -> str:
-    """``parquet``, ``csv`` or ``jsonl``, from a file's name.
-
-    >>> file_format("events.csv.gz"), file_format("x.parquet")
-    ('csv', 'parquet')
-    """
-    path = Path(path)
-    fmt = FILE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise BatchError(f"cannot tell the format of {str(path)!r}: use .parquet, .csv or .jsonl")
-    if path.suffix.lower() == ".gz" and Path(path.stem).suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    return fmt
-
-
-def read_file(path: str | Path) -> pa.Table:
-    """Read a whole Parquet, CSV or JSON-lines file."""
-    return pa.concat_tables(list(iter_file_batches(path)))
-
-
-def iter_file_batches(path: str | Path, batch_rows: int = 100_000) -> Iterator[pa.Table]:
-    """Read a file in tables of about ``batch_rows`` rows, for ingesting files larger than memory.
-
-    A file that cannot be read raises :class:`BatchError` naming it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise BatchError(f"no such file: {str(path)!r}")
-    fmt = file_format(path)
-    try:
-        if fmt == "parquet":
-            reader = pq.ParquetFile(path)
-            for batch in reader.iter_batches(batch_size=batch_rows):
-                yield pa.Table.from_batches([batch])
-        elif fmt == "csv":
-            table = pacsv.read_csv(path)
-            for offset in range(0, max(table.num_rows, 1), batch_rows):
-                yield table.slice(offset, batch_rows)
-        else:
-            table = pajson.read_json(path)
-            for offset in range(0, max(table.num_rows, 1), batch_rows):
-                yield table.slice(offset, batch_rows)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise BatchError(f"cannot read {str(path)!r} as {fmt}: {err}") from None
-
-
-def count_file_rows(path: str | Path) -> int | None:
-    """Rows in a Parquet file from its footer; ``None`` for other formats (unknown before reading).
-
-    A missing or unreadable file raises :class:`BatchError` naming it.
-    """
-    path = Path(path)
-    fmt = file_format(path)
-    if not path.is_file():
-        raise BatchError(f"no such file: {str(path)!r}")
-    if fmt != "parquet":
-        return None
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except (pa.ArrowInvalid, OSError) as err:
-        raise BatchError(f"cannot read {str(path)!r} as parquet: {err}") from None
-
-
 def single_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One contiguous array; a single chunk is returned as it is, not copied.
 
@@ -206,18 +153,45 @@ def single_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values
 
 
-def naive_utc(value: Any) -> dt.datetime:
+def naive_utc(value: Any, *, field: str | None = None) -> dt.datetime:
     """A time as the store keeps it: UTC without tzinfo (naive input is taken as UTC).
+
+    Datetimes, dates, ISO-8601 text and numbers (Unix seconds, as events take
+    them) are read; anything else is an :class:`InvalidParameterError` naming
+    ``field`` (the caller's parameter).
 
     >>> naive_utc("2026-01-02T03:00:00+01:00")
     datetime.datetime(2026, 1, 2, 2, 0)
+    >>> naive_utc(1767322800)
+    datetime.datetime(2026, 1, 2, 3, 0)
+    >>> naive_utc("garbage", field="start")
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidParameterError: start: 'garbage' is not a time; give a datetime or ISO-8601 text ...
     """
     import pandas as pd
 
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
+    what = field or "time"
+    advice = "give a datetime or ISO-8601 text such as '2026-01-02T03:04:05Z'"
+    if isinstance(value, bool) or value is None:
+        raise InvalidParameterError(f"{what}: {value!r} is not a time; {advice}", field=field)
+    try:
+        if isinstance(value, numbers.Real) and not isinstance(value, dt.datetime | dt.date):
+            ts = pd.Timestamp(float(value), unit="s")
+        else:
+            ts = pd.Timestamp(value)
+        if ts is pd.NaT:
+            raise ValueError("NaT")
+        if ts.tzinfo is not None:
+            ts = ts.tz_convert("UTC").tz_localize(None)
+        return ts.to_pydatetime(warn=False)
+    except (ValueError, TypeError, OverflowError, ArithmeticError):  # pandas' OutOfBounds* are ValueErrors
+        raise InvalidParameterError(f"{what}: {_short(value)} is not a time; {advice}", field=field) from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def python_values(values: pa.Array | pa.ChunkedArray) -> list[Any]:

@@ -3,7 +3,8 @@
 The hash is HMAC-SHA256 under a per-project secret, cut to 32 hex digits:
 the same value always maps to the same token within a project, so joins and
 group-bys by user still work, but the value cannot be recovered or guessed
-by hashing candidates without the key.
+by hashing candidates without the key. The key itself is kept by
+:mod:`vigil.store.keys`; everything here is pure.
 
 >>> key = b"k" * 32
 >>> pseudonymize(pa.array(["ann", "bob", "ann", None]), key).to_pylist()[2:]
@@ -12,19 +13,74 @@ by hashing candidates without the key.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
-import os
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vigil.core.frames import single_array
-from vigil.core.schema import Schema
+from vigil.core.schema import PII_ACTIONS, Schema
+from vigil.errors import SchemaError
 
 TOKEN_HEX_DIGITS = 32
+#: Length of a key the HMAC takes, in bytes.
+KEY_BYTES = 32
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short public digest of a key, to tell later whether a key file still holds the same key.
+
+    It reveals nothing usable about the key (SHA-256 of a domain-separated
+    input); two keys have the same fingerprint only if they are the same key.
+
+    >>> key_fingerprint(b"k" * 32)
+    'd6978fccd40b783608bb80aa89251ddd'
+    >>> key_fingerprint(b"k" * 32) == key_fingerprint(b"j" * 32)
+    False
+    """
+    return hashlib.sha256(b"vigil-pii-key-fingerprint\x00" + key).hexdigest()[:32]
+
+
+def check_pii_columns(pii: Mapping[str, str] | Sequence[str], columns: Sequence[str]) -> dict[str, str]:
+    """``{column: action}`` for a PII spec, once each column exists and each action is hash or drop.
+
+    ``pii`` maps columns to ``"hash"`` or ``"drop"``, or lists columns to hash.
+    A name that is not among ``columns`` (a typo would leave the real column
+    in clear) or another action is a :class:`SchemaError` with ``field="pii"``
+    that names the closest columns.
+
+    >>> check_pii_columns(["email"], ["email", "age"])
+    {'email': 'hash'}
+    >>> check_pii_columns({"userid": "hash"}, ["user_id", "age"])
+    Traceback (most recent call last):
+    ...
+    vigil.errors.SchemaError: pii names column 'userid', which is not a column (did you mean 'user_id'?); ...
+    """
+    if isinstance(pii, str):
+        pii = [pii]
+    actions = dict(pii) if isinstance(pii, Mapping) else {name: "hash" for name in pii}
+    known = list(dict.fromkeys(str(c) for c in columns))
+    for name, action in actions.items():
+        if action not in PII_ACTIONS:
+            raise SchemaError(f"pii action for column {name!r} must be one of {list(PII_ACTIONS)}, got {action!r}",
+                              field="pii")
+    unknown = [name for name in actions if name not in known]
+    if unknown:
+        name = unknown[0]
+        near = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
+        lowered = [c for c in known if c.lower() == str(name).lower() and c not in near]
+        near = lowered + near
+        hint = f" (did you mean {' or '.join(repr(c) for c in near)}?)" if near else ""
+        others = f" and {unknown[1:]}" if len(unknown) > 1 else ""
+        raise SchemaError(
+            f"pii names column {name!r}{others}, which is not a column{hint}; "
+            f"columns: {known[:50]}{' ...' if len(known) > 50 else ''}",
+            field="pii", columns=[str(u) for u in unknown])
+    return actions
 
 
 def pseudonymize(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
@@ -95,20 +151,3 @@ def redact_record(record: dict[str, Any], schema: Schema, key: bytes) -> dict[st
             else:
                 out[col.name] = pseudonymize_value(out[col.name], key)
     return out
-
-
-def project_key(home: Path, project: str) -> bytes:
-    """The project's PII key from ``home/secrets``, created (mode 0600) on first use."""
-    folder = home / "secrets"
-    folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(project.encode()).hexdigest()[:16]
-    path = folder / f"{digest}.key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(os.urandom(32))
-    key = path.read_bytes()
-    if len(key) != 32:
-        raise ValueError(f"the PII key {str(path)!r} is damaged (expected 32 bytes)")
-    return key
-

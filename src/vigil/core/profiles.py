@@ -57,7 +57,7 @@ from datasketches import (
 )
 
 from vigil.core.frames import single_array
-from vigil.errors import VigilError
+from vigil.errors import ProfileError
 
 __all__ = [
     "FORMAT",
@@ -81,21 +81,6 @@ EPS = 1e-15
 
 HLL_LG_K = 12
 _HLL_TYPE = tgt_hll_type.HLL_8
-
-
-class ProfileError(VigilError, ValueError):
-    """A profile that cannot be built, merged or read: bad configuration, different configurations, bad input.
-
-    It is a ``ValueError``, so ``except ValueError`` catches it too.
-
-    >>> try:
-    ...     NumericProfile(edges=[0.0]).merge(NumericProfile(edges=[1.0]))
-    ... except ValueError as err:
-    ...     print(err.code, "-", err)
-    profile_error - cannot merge numeric profiles with different edges: [0.0] vs [1.0]
-    """
-
-    code = "profile_error"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,7 +245,7 @@ def _kll_quantiles(sketch: kll_doubles_sketch, qs: Any) -> np.ndarray:
     return np.where(q == 0, sketch.get_min_value(), np.where(q == 1, sketch.get_max_value(), out))
 
 
-def _kll_cdf(sketch: kll_doubles_sketch, points: Any) -> np.ndarray:
+def _kll_cdf(sketch: kll_doubles_sketch, points: Any, inclusive: bool = True) -> np.ndarray:
     p = np.asarray(points, dtype=np.float64)
     if np.isnan(p).any():
         raise ProfileError("cdf points cannot be NaN")
@@ -270,7 +255,7 @@ def _kll_cdf(sketch: kll_doubles_sketch, points: Any) -> np.ndarray:
     finite = np.isfinite(p)
     if finite.any():
         uniq, inverse = np.unique(p[finite], return_inverse=True)
-        ranks = np.asarray(sketch.get_cdf(uniq.tolist(), inclusive=True)[:-1], dtype=np.float64)
+        ranks = np.asarray(sketch.get_cdf(uniq.tolist(), inclusive=inclusive)[:-1], dtype=np.float64)
         out[finite] = ranks[inverse.ravel()]
     return out
 
@@ -475,7 +460,11 @@ class NumericProfile(Profile):
 
     ``edges`` (sorted, finite, fixed at creation; typically the baseline's
     quantiles) give ``len(edges) + 1`` exact bins: ``(-inf, e[0])``,
-    ``[e[0], e[1])``, ..., ``[e[-1], +inf)``.
+    ``[e[0], e[1])``, ..., ``[e[-1], +inf)``, with the count (``hist``) and
+    the sum of the values (``hist_sums``) of each. The sums place each bin's
+    mass, tails included, for distances between profiles (the Wasserstein
+    distance of :mod:`vigil.core.monitoring`). A profile stored before they
+    were kept has ``hist_sums`` None; merged with one, so has the result.
 
     Quantiles and CDF values come from the KLL sketch: the rank of an answer is
     within :attr:`rank_error` (normalised, 99% confidence) of the rank asked.
@@ -483,10 +472,10 @@ class NumericProfile(Profile):
     >>> p = NumericProfile(edges=[0.0, 10.0]).update([-1.0, 0.0, 5.0, 10.0, None, float("inf")])
     >>> p.count, p.missing, p.nonfinite, p.min, p.max
     (4, 1, 1, -1.0, 10.0)
-    >>> p.histogram()[1].tolist()
-    [1, 2, 1]
-    >>> p.quantiles([0.5]).tolist(), p.cdf([5.0]).tolist()
-    ([0.0], [0.75])
+    >>> p.histogram()[1].tolist(), p.hist_sums.tolist()
+    ([1, 2, 1], [-1.0, 5.0, 10.0])
+    >>> p.quantiles([0.5]).tolist(), p.cdf([5.0]).tolist(), p.cdf([5.0], inclusive=False).tolist()
+    ([0.0], [0.75], [0.5])
     >>> round(p.rank_error, 4)
     0.0133
     """
@@ -498,6 +487,7 @@ class NumericProfile(Profile):
         if edges is None:
             self.edges: np.ndarray | None = None
             self.hist: np.ndarray | None = None
+            self.hist_sums: np.ndarray | None = None
         else:
             e = np.array(edges, dtype=np.float64)
             if e.ndim != 1 or e.size == 0:
@@ -509,6 +499,7 @@ class NumericProfile(Profile):
             e.flags.writeable = False
             self.edges = e
             self.hist = np.zeros(e.size + 1, dtype=np.int64)
+            self.hist_sums = np.zeros(e.size + 1, dtype=np.float64)
         self.count = 0
         self.missing = 0
         self.nonfinite = 0
@@ -543,8 +534,11 @@ class NumericProfile(Profile):
         self.min = lo if math.isnan(self.min) else min(self.min, lo)
         self.max = hi if math.isnan(self.max) else max(self.max, hi)
         if self.edges is not None:
-            self.hist += np.bincount(np.searchsorted(self.edges, v, side="right"), minlength=self.hist.size)
-        self._sketch.update(np.ascontiguousarray(v))
+            idx = np.searchsorted(self.edges, v, side="right")
+            self.hist += np.bincount(idx, minlength=self.hist.size)
+            if self.hist_sums is not None:
+                self.hist_sums += np.bincount(idx, weights=v, minlength=self.hist.size)
+        self._sketch.update(np.require(v, requirements=["C", "W"]))  # the binding refuses read-only arrays
         return self
 
     @property
@@ -574,9 +568,10 @@ class NumericProfile(Profile):
         """
         return _kll_quantiles(self._sketch, qs)
 
-    def cdf(self, points: Sequence[float] | np.ndarray) -> np.ndarray:
-        """Estimated fraction of the finite values <= each point (within :attr:`rank_error`)."""
-        return _kll_cdf(self._sketch, points)
+    def cdf(self, points: Sequence[float] | np.ndarray, *, inclusive: bool = True) -> np.ndarray:
+        """Estimated fraction of the finite values <= each point (< each point with ``inclusive=False``),
+        within :attr:`rank_error`."""
+        return _kll_cdf(self._sketch, points, inclusive)
 
     def histogram(self) -> tuple[np.ndarray, np.ndarray]:
         """``(edges, counts)``, exact; ``counts`` has ``len(edges) + 1`` bins (see the class docstring)."""
@@ -600,6 +595,7 @@ class NumericProfile(Profile):
             "sum": _enc(self.sum), "mean": _enc(self.mean), "m2": _enc(self.m2),
             "min": _enc(self.min), "max": _enc(self.max),
             "hist": None if self.hist is None else _pack_counts(self.hist),
+            "hist_sums": None if self.hist_sums is None else _pack(self.hist_sums),
             "sketch": _b64(self._sketch.serialize()),
         }
 
@@ -612,6 +608,13 @@ class NumericProfile(Profile):
             if hist.shape != self.hist.shape:
                 raise ProfileError(f"hist has {hist.size} bins, edges make {self.hist.size}")
             self.hist = hist
+            sums = d.get("hist_sums")  # absent from profiles stored before the sums were kept
+            if sums is None:
+                self.hist_sums = None
+            else:
+                self.hist_sums = _unpack(sums)
+                if self.hist_sums.shape != self.hist.shape:
+                    raise ProfileError(f"hist_sums has {self.hist_sums.size} bins, edges make {self.hist.size}")
         self._sketch = _kll_load(d["sketch"], self.k)
         if self._sketch.n != self.count:
             raise ProfileError(f"sketch holds {self._sketch.n} values, count is {self.count}")
@@ -626,6 +629,8 @@ class NumericProfile(Profile):
         self.max = float(np.fmax(self.max, other.max))
         if self.hist is not None:
             self.hist = self.hist + other.hist
+            both = self.hist_sums is not None and other.hist_sums is not None
+            self.hist_sums = self.hist_sums + other.hist_sums if both else None
         self._sketch.merge(other._sketch)
 
     def __repr__(self) -> str:
@@ -1259,7 +1264,7 @@ class RegressionProfile(Profile):
         self.residual_mean, self.residual_m2 = _combine(self.count, self.residual_mean, self.residual_m2, n,
                                                          float(em), float(((e - em) ** 2).sum()))
         self.count += n
-        self._sketch.update(np.ascontiguousarray(e))
+        self._sketch.update(np.require(e, requirements=["C", "W"]))
         return self
 
     @property

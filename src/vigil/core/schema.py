@@ -24,6 +24,7 @@ counted, not refused.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vigil.errors import SchemaError
+from vigil.errors import InvalidParameterError, SchemaError
 
 TASKS = ("binary", "multiclass", "regression", "ranking")
 
@@ -51,6 +52,41 @@ RESERVED_NAMES = {
 
 #: Up to this many distinct string values a training column is a categorical feature; above, text.
 DEFAULT_MAX_CATEGORIES = 200
+
+#: Event times before this (UTC) are implausible unless a model's ``timestamp_range`` says otherwise: it
+#: lets decades-old backfills in and catches a zero or negative epoch.
+EARLIEST_TIMESTAMP = dt.datetime(1990, 1, 1)
+#: How far past the ingest time an event time may lie by default (clocks that run a little fast).
+FUTURE_TOLERANCE = dt.timedelta(days=1)
+
+#: The longest name (of a model, version, dataset, project) Vigil accepts.
+MAX_NAME_LENGTH = 200
+
+
+def check_name(value: object, field: str) -> str:
+    """``value`` if it can name a model, version, dataset or project; else :class:`InvalidParameterError`.
+
+    A name is a string that is not blank, holds no NUL byte and has at most
+    :data:`MAX_NAME_LENGTH` characters.
+
+    >>> check_name("credit-risk", "model")
+    'credit-risk'
+    >>> check_name("  ", "model")
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidParameterError: model must not be blank
+    """
+    if not isinstance(value, str):
+        raise InvalidParameterError(f"{field} must be a string, got {type(value).__name__} {value!r}", field=field)
+    if not value.strip():
+        raise InvalidParameterError(f"{field} must not be blank", field=field)
+    if "\x00" in value:
+        raise InvalidParameterError(f"{field} must not contain a NUL byte: {value!r}", field=field)
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidParameterError(
+            f"{field} has {len(value)} characters; at most {MAX_NAME_LENGTH} are allowed: {value[:40]!r}...",
+            field=field)
+    return value
 
 
 class Role(StrEnum):
@@ -190,11 +226,13 @@ class Schema:
     positive_class: Any = None
     classes: tuple[Any, ...] | None = None
     version: int = 1
+    timestamp_range: tuple[str | None, str | None] | None = None
     _by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise SchemaError(f"task must be one of {TASKS}, got {self.task!r}")
+        object.__setattr__(self, "timestamp_range", _timestamp_range(self.timestamp_range))
         by_name: dict[str, Column] = {}
         for col in self.columns:
             if col.name in by_name:
@@ -280,16 +318,39 @@ class Schema:
         """Columns never stored in clear."""
         return [c for c in self.columns if c.pii]
 
+    def timestamp_bounds(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        """The earliest and latest plausible event time (naive UTC) for events ingested at ``now``.
+
+        By default :data:`EARLIEST_TIMESTAMP` and ``now`` + :data:`FUTURE_TOLERANCE`;
+        ``timestamp_range=(earliest, latest)`` replaces either (``None`` keeps the default).
+
+        >>> import pandas as pd
+        >>> s = Schema.infer(pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}), target="y")
+        >>> [str(t) for t in s.timestamp_bounds(dt.datetime(2026, 3, 1))]
+        ['1990-01-01 00:00:00', '2026-03-02 00:00:00']
+        >>> s = dataclasses.replace(s, timestamp_range=("1960-01-01", None))
+        >>> str(s.timestamp_bounds(dt.datetime(2026, 3, 1))[0])
+        '1960-01-01 00:00:00'
+        """
+        if now.tzinfo is not None:
+            now = now.astimezone(dt.UTC).replace(tzinfo=None)
+        lo, hi = self.timestamp_range or (None, None)
+        return (EARLIEST_TIMESTAMP if lo is None else dt.datetime.fromisoformat(lo),
+                now + FUTURE_TOLERANCE if hi is None else dt.datetime.fromisoformat(hi))
+
     # -- (de)serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form."""
-        return {
+        """A JSON-ready form (``timestamp_range`` only when set, so older readers see what they know)."""
+        out = {
             "version": self.version,
             "task": self.task,
             "positive_class": _jsonable(self.positive_class),
             "classes": None if self.classes is None else [_jsonable(c) for c in self.classes],
             "columns": [c.to_dict() for c in self.columns],
         }
+        if self.timestamp_range is not None:
+            out["timestamp_range"] = list(self.timestamp_range)
+        return out
 
     def to_json(self) -> str:
         """JSON text of :meth:`to_dict`."""
@@ -306,6 +367,7 @@ class Schema:
             task=data.get("task", "binary"),
             positive_class=data.get("positive_class"),
             classes=None if classes is None else tuple(classes),
+            timestamp_range=data.get("timestamp_range"),  # absent from schemas stored before it existed
         )
 
     @classmethod
@@ -338,6 +400,7 @@ class Schema:
         timestamp: str = "timestamp",
         overrides: Mapping[str, Any] | None = None,
         max_categories: int = DEFAULT_MAX_CATEGORIES,
+        timestamp_range: Sequence[Any] | None = None,
     ) -> Schema:
         """Infer a schema from a training DataFrame (pandas, polars or pyarrow).
 
@@ -348,8 +411,10 @@ class Schema:
         embeddings). ``metadata`` names columns events carry beside the
         features (a mapping gives their kind), ``protected`` marks protected
         attributes (features or metadata), ``pii`` maps columns to ``"hash"``
-        or ``"drop"``. ``overrides`` maps a column name to a role, a kind, or a
-        dict of :class:`Column` fields, and wins over everything inferred.
+        or ``"drop"`` (each must be a training or metadata column). ``overrides`` maps a
+        column name to a role, a kind, or a dict of :class:`Column` fields, and wins over
+        everything inferred. ``timestamp_range=(earliest, latest)`` bounds the plausible
+        event times (see :meth:`timestamp_bounds`).
 
         >>> import pandas as pd
         >>> df = pd.DataFrame({"income": [1.0, 2.0], "zip": ["1", "2"], "y": ["a", "b"]})
@@ -364,7 +429,9 @@ class Schema:
             raise SchemaError(f"target column {target!r} is not in the training data; columns: {names}")
         overrides = dict(overrides or {})
         metadata_kinds = dict(metadata) if isinstance(metadata, Mapping) else {m: "categorical" for m in metadata}
-        pii_actions = dict(pii) if isinstance(pii, Mapping) else {p: "hash" for p in pii}
+        from vigil.core.pii import check_pii_columns
+
+        pii_actions = check_pii_columns(pii, [*names, *metadata_kinds, *overrides]) if pii else {}
         protected = set(protected)
 
         if features is None:
@@ -447,7 +514,8 @@ class Schema:
             fields.setdefault("role", Role.METADATA)
             fields.setdefault("kind", Kind.CATEGORICAL)
             updated.append(Column(name=name, **fields))
-        return cls(columns=tuple(updated), task=task, positive_class=positive, classes=classes)
+        return cls(columns=tuple(updated), task=task, positive_class=positive, classes=classes,
+                   timestamp_range=None if timestamp_range is None else tuple(timestamp_range))
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -457,6 +525,32 @@ def _as_arrow(data: Any) -> pa.Table:
     from vigil.core.frames import to_arrow
 
     return to_arrow(data)
+
+
+def _timestamp_range(value: Any) -> tuple[str | None, str | None] | None:
+    """``(earliest, latest)`` as ISO-8601 text, naive UTC; either may be None (the default bound)."""
+    if value is None:
+        return None
+    from vigil.core.frames import naive_utc
+
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
+        raise SchemaError(f"timestamp_range must be a pair (earliest, latest), got {value!r}",
+                          field="timestamp_range")
+    bounds = []
+    for bound in value:
+        if bound is None:
+            bounds.append(None)
+            continue
+        try:
+            when = naive_utc(bound, field="timestamp_range")
+        except InvalidParameterError as err:
+            raise SchemaError(err.message, field="timestamp_range") from None
+        bounds.append(when.isoformat())
+    lo, hi = bounds
+    if lo is not None and hi is not None and dt.datetime.fromisoformat(lo) >= dt.datetime.fromisoformat(hi):
+        raise SchemaError(f"timestamp_range: the earliest time {lo} is not before the latest {hi}",
+                          field="timestamp_range")
+    return lo, hi
 
 
 def _jsonable(value: Any) -> Any:

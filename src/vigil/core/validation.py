@@ -3,7 +3,17 @@
 Nothing here raises for a bad *row*: each row is either accepted (coerced to
 the column's type) or rejected with a reason code, the column and the value
 that failed. Only a batch-level problem (columns that match no role, a
-required column absent altogether) raises :class:`~vigil.errors.BatchError`.
+required column absent altogether, some but not all of a multiclass model's
+score columns, event ids that are not single values) raises
+:class:`~vigil.errors.BatchError`.
+
+Event times outside the schema's plausible range (by default 1990-01-01 to a
+day past the ingest time; see :meth:`Schema.timestamp_bounds
+<vigil.core.schema.Schema.timestamp_bounds>`) are refused as
+``implausible_timestamp``. A classifier's label or prediction that is not one
+of its classes is refused as ``unknown_class``; labels compare by value, so
+``1``, ``1.0``, ``"1"`` and ``True`` are all the integer class ``1``, while
+string classes compare as text (``"Yes"`` is not ``"yes"``).
 
 An unseen category or a number outside the training range is accepted: it is
 drift or an integrity signal, counted in :attr:`ValidatedBatch.signals`.
@@ -25,8 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import math
-import os
+import secrets
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,6 +60,8 @@ REASONS: dict[str, str] = {
     "probability_out_of_range": "a probability outside [0, 1]",
     "probabilities_not_summing_to_one": "class probabilities that do not sum to 1",
     "bad_timestamp": "a timestamp that cannot be parsed",
+    "implausible_timestamp": "a timestamp outside the model's plausible range (by default 1990 to a day from now)",
+    "unknown_class": "a label or predicted class that is not one of the model's classes",
     "wrong_dimension": "an embedding whose length differs from the schema's",
     "duplicate_conflict": "an event id already stored (or repeated in the batch) with different content",
     "unknown_event": "a label for an event id that is not stored",
@@ -79,6 +92,11 @@ _ARROW_TYPES = {
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
+
+#: What Python's datetime (and so reading a stored value back) can hold: any timestamp column's bounds.
+_REPRESENTABLE = (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999))
+#: Epoch units a number may have been sent in by mistake, with the divisor that makes it seconds.
+_EPOCH_UNITS = (("milliseconds", 1_000), ("microseconds", 1_000_000), ("nanoseconds", 1_000_000_000))
 
 
 def arrow_type(column: Column) -> pa.DataType:
@@ -214,25 +232,40 @@ def validate_predictions(
 
     The event id column may be absent (ids are generated, as UUID4 hex) and so
     may the timestamp (``now``, UTC); a null in either is filled the same way.
-    Score, target, metadata and PII columns may be absent; features and the
-    prediction must be present.
+    Score, target, metadata and PII columns may be absent (a multiclass
+    model's score columns all together); features and the prediction must be
+    present.
+
+    >>> import pandas as pd
+    >>> from vigil.core.schema import Schema
+    >>> schema = Schema.infer(pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}), target="y")
+    >>> batch = pd.DataFrame({"x": [1.0, 1.5], "prediction": [2, 1], "timestamp": [1767322800, 1767322800123]})
+    >>> rejected = validate_predictions(batch, schema).rejected
+    >>> rejected.select(["row", "reason", "column"]).to_pylist()  # doctest: +NORMALIZE_WHITESPACE
+    [{'row': 0, 'reason': 'unknown_class', 'column': 'prediction'},
+     {'row': 1, 'reason': 'implausible_timestamp', 'column': 'timestamp'}]
+    >>> print(rejected.column("message")[1])
+    'timestamp' has 1767322800123, which as seconds since 1970 is outside the plausible range 1990-01-01 .. ... UTC;
+    it looks like milliseconds since 1970: divide by 1000 or send an ISO-8601 string
     """
     table = to_arrow(data)
     _check_columns(table, schema, labels=False)
     checker = _Checker(table, frozenset(c.name for c in schema.pii))
     n = table.num_rows
     out: dict[str, pa.Array] = {}
+    now = _now(now)
+    bounds = schema.timestamp_bounds(now)
 
     id_col = schema.event_id.name
-    out["event_id"] = _event_ids(table.column(id_col) if id_col in table.column_names else None, n)
+    out["event_id"] = _event_ids(table.column(id_col) if id_col in table.column_names else None, n, id_col)
     ts_col = schema.timestamp.name
     out["timestamp"] = _timestamps(
-        checker, ts_col, table.column(ts_col) if ts_col in table.column_names else None, n, now
+        checker, ts_col, table.column(ts_col) if ts_col in table.column_names else None, n, now, bounds
     )
     for col in schema.columns:
         if col.role in (Role.EVENT_ID, Role.TIMESTAMP) or col.name not in table.column_names:
             continue
-        out[col.name] = _coerce(checker, col, table.column(col.name))
+        out[col.name] = _coerce(checker, col, table.column(col.name), classes=model_classes(schema, col))
     scores = [c for c in schema.scores if c.name in out]
     if len(scores) > 1 and schema.task == "multiclass" and len(scores) == len(schema.scores):
         total = np.zeros(n)
@@ -263,18 +296,48 @@ def validate_labels(data: Any, schema: Schema, *, now: dt.datetime | None = None
     _check_columns(table, schema, labels=True)
     checker = _Checker(table, frozenset(c.name for c in schema.pii))
     n = table.num_rows
+    now = _now(now)
     id_col = schema.event_id.name
-    ids = single_array(table.column(id_col).cast(pa.string()))
+    ids = _ids_as_text(table.column(id_col), id_col)
     checker.fail(_null_mask(ids), "missing_value", id_col, "the event id {column!r} is missing")
     required_target = dataclasses.replace(target, required=True)
     out: dict[str, pa.Array] = {
         "event_id": ids,
-        target.name: _coerce(checker, required_target, table.column(target.name)),
+        target.name: _coerce(checker, required_target, table.column(target.name),
+                             classes=model_classes(schema, target)),
     }
     out[LABEL_TIME] = _timestamps(
-        checker, LABEL_TIME, table.column(LABEL_TIME) if LABEL_TIME in table.column_names else None, n, now
+        checker, LABEL_TIME, table.column(LABEL_TIME) if LABEL_TIME in table.column_names else None, n, now,
+        schema.timestamp_bounds(now),
     )
     return _finish(checker, out, table)
+
+
+def model_classes(schema: Schema, col: Column) -> list[Any] | None:
+    """The classes a classifier's prediction or target column may hold, as stored; None if any value may do.
+
+    Integer labels give ints, string labels strings; boolean labels, a binary
+    model that saw a single class in training, and columns of other roles
+    give None (nothing to check against).
+
+    >>> import pandas as pd
+    >>> s = Schema.infer(pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 1]}), target="y")
+    >>> model_classes(s, s.target), model_classes(s, s.column("x"))
+    ([0, 1], None)
+    """
+    if col.role not in (Role.PREDICTION, Role.TARGET) or col.kind != Kind.CATEGORICAL:
+        return None
+    if col.label_type not in (LabelType.INTEGER, LabelType.STRING):
+        return None
+    raw = list(schema.classes) if schema.classes is not None else list(col.categories or ())
+    if len(raw) < (2 if schema.task == "binary" else 1):
+        return None
+    if col.label_type == LabelType.STRING:
+        return [str(c) for c in raw]
+    try:
+        return [int(c) for c in raw]
+    except (TypeError, ValueError):
+        return None
 
 
 def _finish(checker: _Checker, out: dict[str, pa.Array], source: pa.Table) -> ValidatedBatch:
@@ -297,15 +360,41 @@ def _check_columns(table: pa.Table, schema: Schema, *, labels: bool) -> None:
         required = [c.name for c in schema.features] + [c.name for c in schema.by_role(Role.PREDICTION)]
     unknown = [n for n in names if n not in allowed]
     if unknown:
+        near = {n: difflib.get_close_matches(n, sorted(allowed), n=1, cutoff=0.6) for n in unknown}
+        guesses = ", ".join(f"{m[0]!r} for {n!r}" for n, m in near.items() if m)
         hint = (
             f"labels take {sorted(allowed)}"
             if labels
-            else "declare them as metadata (metadata=[...]) when registering the model, or drop them"
+            else f"the schema expects {_expected_columns(schema)}; declare other columns as metadata "
+                 "(metadata=[...]) when registering the model, or drop them"
         )
-        raise BatchError(f"columns {unknown} match no column of the schema; {hint}")
+        raise BatchError(
+            f"columns {unknown} match no column of the schema" + (f" (did you mean {guesses}?)" if guesses else "")
+            + f"; {hint}", field=unknown[0], columns=unknown)
     absent = [n for n in required if n not in names]
     if absent:
-        raise BatchError(f"required columns {absent} are missing from the batch; it has {names}")
+        raise BatchError(f"required columns {absent} are missing from the batch; it has {names}",
+                         field=absent[0], columns=absent)
+    if not labels and schema.task == "multiclass":
+        scores = [c.name for c in schema.scores]
+        given = [n for n in scores if n in names]
+        missing = [n for n in scores if n not in names]
+        if given and missing:
+            raise BatchError(
+                f"score columns {missing} are missing from the batch while {given} are given: a multiclass "
+                "model's class probabilities come all together (so that their sum can be checked) or not at all",
+                field=missing[0], columns=missing)
+
+
+def _expected_columns(schema: Schema) -> str:
+    """Each role's columns, for an error message: "event_id: 'event_id'; feature: 'age', 'sex'; ..."."""
+    parts = []
+    for role in Role:
+        cols = schema.by_role(role)
+        if cols:
+            shown = ", ".join(repr(c.name) for c in cols[:20]) + (", ..." if len(cols) > 20 else "")
+            parts.append(f"{role.value}: {shown}")
+    return "; ".join(parts)
 
 
 # -- per-kind coercion -------------------------------------------------------------------------------
@@ -317,10 +406,20 @@ def _null_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pc.is_null(array).to_numpy(zero_copy_only=False)
 
 
-def _event_ids(values: pa.ChunkedArray | None, n: int) -> pa.Array:
+def _ids_as_text(values: pa.ChunkedArray, name: str) -> pa.Array:
+    """Event ids as strings; ids that are not single values (lists, structs...) are a batch error."""
+    try:
+        return single_array(values.cast(pa.string()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise BatchError(
+            f"the event id column {name!r} holds {values.type} values; an event id is one string or integer "
+            "per row", field=name) from None
+
+
+def _event_ids(values: pa.ChunkedArray | None, n: int, name: str = "event_id") -> pa.Array:
     if values is None:
         return new_event_ids(n)
-    ids = single_array(values.cast(pa.string()))
+    ids = _ids_as_text(values, name)
     missing = _null_mask(ids)
     if missing.any():
         fresh = new_event_ids(int(missing.sum())).to_numpy(zero_copy_only=False)
@@ -337,7 +436,7 @@ def new_event_ids(n: int) -> pa.Array:
     >>> len(set(ids)), len(ids[0]), ids[0][12]
     (3, 32, '4')
     """
-    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw = np.frombuffer(secrets.token_bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     data = raw.tobytes().hex().encode()
@@ -345,26 +444,76 @@ def new_event_ids(n: int) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
 
 
-def _now_utc(now: dt.datetime | None) -> np.datetime64:
+def _now(now: dt.datetime | None) -> dt.datetime:
+    """``now`` (the current time by default) as naive UTC."""
     now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is not None:
         now = now.astimezone(dt.UTC).replace(tzinfo=None)
-    return np.datetime64(now, "us")
+    return now
 
 
 def _timestamps(
-    checker: _Checker, name: str, values: pa.ChunkedArray | None, n: int, now: dt.datetime | None
+    checker: _Checker, name: str, values: pa.ChunkedArray | None, n: int, now: dt.datetime,
+    bounds: tuple[dt.datetime, dt.datetime],
 ) -> pa.Array:
-    fill = _now_utc(now)
+    """Event or label times: unparseable ones are ``bad_timestamp``, implausible ones ``implausible_timestamp``;
+    absent or null ones are ``now`` (and never checked: Vigil chose them)."""
+    fill = np.datetime64(now, "us")
     if values is None:
         return pa.array(np.full(n, fill, dtype="datetime64[us]"), pa.timestamp("us"))
-    parsed, bad = parse_timestamps(values)
-    checker.fail(bad, "bad_timestamp", name, "{column!r} has {value}, which is not a timestamp")
+    parsed, bad = _checked_timestamps(checker, name, values, bounds,
+                                      "set timestamp_range=(earliest, latest) on the model's schema to change it")
     missing = np.isnat(parsed) & ~bad
     if missing.any():
         parsed[missing] = fill
     parsed[bad] = fill
     return pa.array(parsed, pa.timestamp("us"))
+
+
+def _checked_timestamps(
+    checker: _Checker, name: str, values: pa.ChunkedArray | pa.Array, bounds: tuple[dt.datetime, dt.datetime],
+    advice: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parse, then refuse what cannot be parsed and what lies outside ``bounds``; returns the parse and the
+    mask of rows refused here (their parsed value is meaningless)."""
+    parsed, bad = parse_timestamps(values)
+    secs = None
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        secs = values.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+        with np.errstate(invalid="ignore"):
+            # a finite number too large for microseconds is readable, only absurd: refused as implausible
+            too_large = bad & np.isfinite(secs)
+        bad = bad & ~too_large
+    checker.fail(bad, "bad_timestamp", name, "{column!r} has {value}, which is not a timestamp")
+    lo, hi = (np.datetime64(b, "us") for b in bounds)
+    known = ~np.isnat(parsed)
+    outside = known & ((parsed < lo) | (parsed > hi))
+    if secs is not None:
+        outside |= too_large
+    if outside.any():
+        span = f"{_day_or_time(bounds[0])} .. {_day_or_time(bounds[1])} UTC"
+        if secs is None:
+            checker.fail(outside, "implausible_timestamp", name,
+                         f"{{column!r}} has {{value}}, outside the plausible range {span}; {advice}")
+        else:
+            lo_s, hi_s = (float((b - np.datetime64(0, "us")) / np.timedelta64(1, "s")) for b in (lo, hi))
+            rest = outside.copy()
+            for unit, divisor in _EPOCH_UNITS:
+                with np.errstate(invalid="ignore"):
+                    fits = rest & (secs / divisor >= lo_s) & (secs / divisor <= hi_s)
+                checker.fail(fits, "implausible_timestamp", name,
+                             f"{{column!r}} has {{value}}, which as seconds since 1970 is outside the plausible "
+                             f"range {span}; it looks like {unit} since 1970: divide by {divisor} or send an "
+                             "ISO-8601 string")
+                rest &= ~fits
+            checker.fail(rest, "implausible_timestamp", name,
+                         f"{{column!r}} has {{value}}, which as seconds since 1970 is outside the plausible range "
+                         f"{span}; {advice}")
+    return parsed, bad | outside
+
+
+def _day_or_time(when: dt.datetime) -> str:
+    return when.date().isoformat() if when.time() == dt.time() else when.isoformat(sep=" ", timespec="seconds")
 
 
 def parse_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -418,7 +567,8 @@ def _parse_strings(strings: pd.Series) -> pd.Series:
     return parsed
 
 
-def _coerce(checker: _Checker, col: Column, values: pa.ChunkedArray) -> pa.Array:
+def _coerce(checker: _Checker, col: Column, values: pa.ChunkedArray, *, classes: list[Any] | None = None
+            ) -> pa.Array:
     values = single_array(values)
     if col.kind == Kind.NUMERIC:
         return _numeric(checker, col, values)
@@ -426,10 +576,12 @@ def _coerce(checker: _Checker, col: Column, values: pa.ChunkedArray) -> pa.Array
         out = _integer_labels(checker, col, values) if col.label_type == LabelType.INTEGER else _boolean(
             checker, col, values
         )
+        _check_classes(checker, col, out, classes)
         _check_categories(checker, col, out)
         return out
     if col.kind in (Kind.CATEGORICAL, Kind.TEXT, Kind.ID):
         out = _strings(checker, col, values)
+        _check_classes(checker, col, out, classes)
         _check_categories(checker, col, out)
         return out
     if col.kind == Kind.BOOLEAN:
@@ -439,9 +591,10 @@ def _coerce(checker: _Checker, col: Column, values: pa.ChunkedArray) -> pa.Array
     if col.kind == Kind.ITEMS:
         return _items(checker, col, values)
     if col.kind == Kind.TIMESTAMP:
-        parsed, bad = parse_timestamps(values)
-        checker.fail(bad, "bad_timestamp", col.name, "{column!r} has {value}, which is not a timestamp")
-        _missing(checker, col, np.isnat(parsed) & ~bad)
+        parsed, refused = _checked_timestamps(checker, col.name, values, _REPRESENTABLE,
+                                              "a stored time must lie in the years 1 to 9999")
+        _missing(checker, col, np.isnat(parsed) & ~refused)
+        parsed[refused] = np.datetime64("NaT")
         return pa.array(parsed, pa.timestamp("us"))
     raise AssertionError(f"unhandled kind {col.kind}")  # pragma: no cover
 
@@ -551,6 +704,18 @@ def _strings(checker: _Checker, col: Column, values: pa.Array) -> pa.Array:
             out = pa.nulls(len(values), pa.string())
     _missing(checker, col, _null_mask(out))
     return out
+
+
+def _check_classes(checker: _Checker, col: Column, values: pa.Array, classes: list[Any] | None) -> None:
+    """A label or predicted class that is not one of the model's classes is refused (compared as stored:
+    integers by value, strings as text)."""
+    if classes is None:
+        return
+    known = pa.array(classes, values.type)
+    unknown = ~pc.is_in(values, value_set=known).to_numpy(zero_copy_only=False) & ~_null_mask(values)
+    shown = ", ".join(repr(c) for c in classes[:20]) + (", ..." if len(classes) > 20 else "")
+    checker.fail(unknown, "unknown_class", col.name,
+                 f"{{column!r}} has {{value}}, which is not one of the model's classes [{shown}]")
 
 
 def _check_categories(checker: _Checker, col: Column, values: pa.Array) -> None:

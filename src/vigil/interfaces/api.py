@@ -21,7 +21,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,16 +31,18 @@ from typing import Any
 import pandas as pd
 
 from vigil.core.explain import Explanation
-from vigil.core.frames import count_file_rows, iter_file_batches, naive_utc
 from vigil.core.schema import Schema
-from vigil.errors import BatchError, NotFoundError, VigilError
+from vigil.errors import BatchError, InvalidParameterError
 from vigil.services import rowwise
-from vigil.services.explaining import Explainer, OnlineExplainer
-from vigil.services.fairness import StoreFairness
+from vigil.services.events import EventReader
+from vigil.services.explaining import DRIFT_THRESHOLD, Explainer, OnlineExplainer
+from vigil.services.fairness import StoreFairness, store_fairness
 from vigil.services.ingest import Ingestor, IngestResult
-from vigil.services.monitoring import Monitor, parse_window, segment_key
-from vigil.services.registry import Dataset, ModelVersion, Registry, events_table, labels_table
-from vigil.store.database import Database, quote
+from vigil.services.monitoring import Monitor, parse_window
+from vigil.services.refresher import ProfileRefresher
+from vigil.services.registry import Dataset, ModelVersion, Registry
+from vigil.services.sources import count_file_rows, iter_file_batches
+from vigil.store import open_backend
 
 DEFAULT_PROJECT = "default"
 #: Rows per transaction when ingesting a file.
@@ -50,29 +54,108 @@ ProgressCallback = Callable[[int, int | None], None]
 def open(  # noqa: A001 - the public name the API promises: vigil.open()
     home: str | os.PathLike[str] | None = None, *, project: str = DEFAULT_PROJECT, read_only: bool = False
 ) -> Store:
-    """Open the store in ``home`` (``$VIGIL_HOME`` or ``./vigil-data`` by default), creating it if needed."""
-    return Store(Database.open(home, read_only=read_only), project)
+    """Open a store: a home directory or a store URI (``duckdb:///path``), ``$VIGIL_HOME`` or ``./vigil-data``
+    by default; a writable home is created if needed.
+
+    ``read_only=True`` opens it for reading only: every read works, every write raises
+    :class:`~vigil.errors.ReadOnlyError`, and (for the embedded home) another process may read it meanwhile.
+    """
+    backend = open_backend(home, read_only=read_only)
+    try:
+        return Store(backend, project)
+    except BaseException:
+        backend.close()
+        raise
+
+
+def _keyword_reads(*old_positions: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Accept a read's former positional options (``old_positions`` after the model) with a warning."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(self: Store, model: str, *args: Any, **options: Any) -> Any:
+            if args:
+                if len(args) > len(old_positions):
+                    raise InvalidParameterError(f"{method.__name__}() takes the model, then keyword options: "
+                                                f"{', '.join(old_positions)}=...", field=old_positions[0])
+                warnings.warn(f"{method.__name__}(model, {', '.join(old_positions[:len(args)])}) by position is "
+                              f"deprecated: pass {', '.join(f'{n}=' for n in old_positions[:len(args)])} by name",
+                              DeprecationWarning, stacklevel=2)
+                for name, value in zip(old_positions, args, strict=False):
+                    if name in options:
+                        raise InvalidParameterError(f"{name} given twice (by position and by name)", field=name)
+                    options[name] = value
+            return method(self, model, **options)
+
+        return call
+
+    return wrap
 
 
 class Store:
     """A Vigil store: the registry, the events and labels, and everything computed from them.
 
     One store holds many projects; a ``Store`` object works in one of them
-    (``store.use("other")`` gives another view on the same file).
+    (``store.use("other")`` gives another view on the same store). Every method
+    delegates to one service; one ``Store`` may be used from several threads.
+
+    Reads take the model, then keyword options: ``version`` (default: the
+    latest registered), ``window``, ``segment`` (a mapping or an expression,
+    see ``docs/segments.md``), ``start`` (inclusive) and ``end`` (exclusive).
     """
 
-    def __init__(self, db: Database, project: str = DEFAULT_PROJECT) -> None:
-        self._db = db
-        self._registry = Registry(db, project)
-        self._ingestor = Ingestor(self._registry)
+    def __init__(self, backend: Any, project: str = DEFAULT_PROJECT, *, _shared: dict[str, Any] | None = None
+                 ) -> None:
+        self._backend = backend
+        self._registry = Registry(backend, project)
+        shared = _shared if _shared is not None else {"refresher": None, "owner": True}
+        self._shared = shared
+        if shared["refresher"] is None and not backend.read_only:
+            shared["refresher"] = ProfileRefresher(self._refresh_key)
+            shared["versions"] = {}
+        self._refresher: ProfileRefresher | None = shared["refresher"]
+        self._ingestor = Ingestor(self._registry, on_write=self._written if self._refresher else None)
         self._monitor = Monitor(self._registry)
         self._explainer = Explainer(self._monitor)
+        self._events = EventReader(self._registry)
+
+    # -- profiles on the write path ------------------------------------------------------------------
+    def _written(self, mv: ModelVersion) -> None:
+        """A write committed: the refresher brings the daily profiles of all events, and every (grain, segment)
+        kept for the version, up to date."""
+        key = (mv.model_id, mv.version)
+        self._shared["versions"][key] = (self._monitor, mv)
+        self._refresher.notify(key, [("1d", ""), *self._backend.profiles.tracked(mv.model_id, mv.version)])
+
+    def _refresh_key(self, key: tuple[int, str], grain: str, segment: str) -> None:
+        monitor, mv = self._shared["versions"][key]
+        monitor.refresh(mv, grain, segment)
+
+    def _settled(self, mv: ModelVersion) -> None:
+        """Let the write path finish bringing this version's profiles up to date before reading them."""
+        if self._refresher is not None:
+            self._refresher.wait((mv.model_id, mv.version))
 
     # -- housekeeping --------------------------------------------------------------------------------
     @property
     def home(self) -> Path:
         """The home directory."""
-        return self._db.home
+        return self._backend.home
+
+    @property
+    def uri(self) -> str:
+        """The store's URI."""
+        return self._backend.uri
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened for reading only."""
+        return self._backend.read_only
+
+    @property
+    def _db(self) -> Any:
+        """The embedded backend's database (for tests and tools of that backend)."""
+        return self._backend.db
 
     @property
     def project(self) -> str:
@@ -81,15 +164,17 @@ class Store:
 
     def use(self, project: str) -> Store:
         """A view of the same store working in ``project`` (created on first use)."""
-        return Store(self._db, project)
+        return Store(self._backend, project, _shared={**self._shared, "owner": False})
 
     def projects(self) -> list[str]:
         """The names of all projects."""
-        return [r[0] for r in self._db.fetchall("SELECT name FROM projects ORDER BY name")]
+        return self._backend.metadata.project_names()
 
     def close(self) -> None:
-        """Close the store file."""
-        self._db.close()
+        """Finish bringing profiles up to date and close the store (closing twice is harmless)."""
+        if self._shared.get("owner") and self._refresher is not None:
+            self._refresher.close()
+        self._backend.close()
 
     def __enter__(self) -> Store:
         return self
@@ -130,11 +215,17 @@ class Store:
         ``protected``, ``pii``, ``event_id``, ``timestamp``, ``overrides``),
         ``owner``, ``description``, ``status`` (default ``draft``), ``created_by``.
         """
-        return self._registry.register_model(name, version=str(version), **options)
+        mv = self._registry.register_model(name, version=version, **options)
+        # what reads need from the model is computed now, while the caller holds it: reads never unpickle
+        model = options.get("model")
+        self._monitor.prepare_baseline(mv, model)
+        if model is not None:
+            self._explainer.prepare_at_registration(mv, model)
+        return mv
 
     def model(self, name: str, version: str | None = None) -> ModelVersion:
         """A registered model version (the latest when ``version`` is None)."""
-        return self._registry.model_version(name, None if version is None else str(version))
+        return self._registry.model_version(name, version)
 
     def models(self) -> pd.DataFrame:
         """All models and versions in this project."""
@@ -150,7 +241,7 @@ class Store:
 
     def lineage(self, name: str, version: str | None = None) -> dict[str, Any]:
         """A version's artifact hash, training data (name, version, content hash) and schema."""
-        return self._registry.lineage(name, None if version is None else str(version))
+        return self._registry.lineage(name, version)
 
     def audit_log(self) -> pd.DataFrame:
         """Who did what, when, to which object; append-only."""
@@ -166,7 +257,13 @@ class Store:
         A frame is one transaction. A file (Parquet, CSV, JSON lines) is read
         in batches of ``batch_rows``, each committed on its own, and
         ``progress(rows_done, rows_total_or_None)`` is called after each.
+        An events frame holds the schema's features, its ``prediction`` (and
+        ``score`` or class-probability) columns and metadata; ``event_id``,
+        ``timestamp`` and the target are optional.
         """
+        if version is None:
+            raise InvalidParameterError("give the version that made these predictions: version='1'",
+                                        field="version")
         version = str(version)
         if isinstance(data, str | Path):
             return self._ingest_file(data, batch_rows, progress,
@@ -198,6 +295,8 @@ class Store:
 
     def _ingest_file(self, path: str | Path, batch_rows: int, progress: ProgressCallback | None,
                      ingest: Callable[[Any], IngestResult]) -> IngestResult:
+        if not isinstance(batch_rows, int) or batch_rows < 1:
+            raise InvalidParameterError(f"batch_rows={batch_rows!r}: a number of rows, 1 or more", field="batch_rows")
         total = count_file_rows(path)
         result: IngestResult | None = None
         done = 0
@@ -208,17 +307,31 @@ class Store:
             if progress:
                 progress(done, total)
         if result is None:
-            raise BatchError(f"{str(path)!r} holds no rows")
+            raise BatchError(f"{str(path)!r} holds no rows", field="data")
         return result
+
+    def delete_events(self, model: str, *, event_ids: list[str] | str | None = None, version: str | None = None,
+                      start: Any = None, end: Any = None, actor: str | None = None) -> int:
+        """Delete stored events (by id, or every event in ``[start, end)``) with their labels and explanations.
+
+        Audited; the profiles of the windows they were in are recomputed. Returns how many were deleted.
+        """
+        deleted, mvs = self._events.delete(model, event_ids=event_ids, version=version, start=start, end=end,
+                                           actor=actor)
+        for mv in mvs:
+            if self._refresher is not None:
+                self._written(mv)
+        return deleted
 
     # -- monitoring ----------------------------------------------------------------------------------
     def _version(self, model: str, version: str | None) -> ModelVersion:
-        """A version to compute metrics of; its schema and id never change, so a named one comes from a cache."""
-        if version is None:
-            return self.model(model)
-        return self._registry.version_for_writing(model, str(version))
+        """A version to compute metrics of (settled: its profiles are up to date on the write path)."""
+        mv = self.model(model) if version is None else self._registry.version_for_writing(model, str(version))
+        self._settled(mv)
+        return mv
 
-    def performance(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
+    @_keyword_reads("version", "window", "segment")
+    def performance(self, model: str, *, version: str | None = None, window: str = "1d", segment: Any = None,
                     start: Any = None, end: Any = None, threshold: float | None = None,
                     average: str | None = None, metrics: list[str] | None = None) -> pd.DataFrame:
         """Model quality per window from labelled events: one row per (window, metric).
@@ -227,68 +340,75 @@ class Store:
         FPR, FNR, ROC-AUC, PR-AUC, log loss, Brier score and expected
         calibration error (binary scores; ``threshold`` re-decides predictions
         from the scores, at 1/1000 resolution); regression: MAE, RMSE, MAPE,
-        R². ``segment`` is a column filter (``{"sex": "Female"}``) or a SQL
-        condition (``"age < 25 and channel = 'web'"``). ``metrics`` limits the
-        metrics computed (a long series of one metric reads fastest).
+        R². ``segment`` is a column filter (``{"sex": "Female"}``) or an
+        expression (``"age < 25 and channel == 'web'"``). ``metrics`` limits the
+        metrics computed (a long series of one metric reads fastest). Columns:
+        window, segment, metric, value, labelled, events.
         """
-        return self._monitor.performance(self._version(model, version), window=window,
-                                         segment=segment_key(segment), start=start, end=end,
-                                         threshold=threshold, average=average, metrics=metrics)
+        return self._monitor.performance(self._version(model, version), window=window, segment=segment,
+                                         start=start, end=end, threshold=threshold, average=average,
+                                         metrics=metrics)
 
-    def drift(self, model: str, version: str | None = None, window: str = "1d", baseline: Any = "training",
-              segment: Any = None, *, start: Any = None, end: Any = None, methods: dict[str, str] | None = None,
+    @_keyword_reads("version", "window", "baseline", "segment")
+    def drift(self, model: str, *, version: str | None = None, window: str = "1d", baseline: Any = "training",
+              segment: Any = None, start: Any = None, end: Any = None, methods: dict[str, str] | None = None,
               thresholds: dict[str, float] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """Drift per window and column: method, value, threshold, drifted, with p-value, PSI, JS, Hellinger.
 
         ``baseline``: ``"training"`` (the training data, and the model's
         outputs on it), ``"previous"`` (each window against the one before),
-        or a ``(start, end)`` reference period. Defaults decide on effect
-        sizes, not p-values: numeric columns drift at a normalised Wasserstein
-        distance >= 0.1, categorical ones at a Jensen–Shannon distance >= 0.1;
-        ``methods`` and ``thresholds`` override them per column; ``columns``
-        limits the columns compared (and read).
+        or a ``(start, end)`` reference period. See ``docs/monitoring.md`` for
+        exactly what decides; ``methods`` and ``thresholds`` override the
+        defaults per column; ``columns`` limits the columns compared (and read).
+        Columns: window, segment, column, role, kind, method, value, threshold,
+        drifted, status, p_value, psi, js_distance, hellinger, baseline.
         """
         return self._monitor.drift(self._version(model, version), window=window, baseline=baseline,
-                                   segment=segment_key(segment), start=start, end=end, methods=methods,
+                                   segment=segment, start=start, end=end, methods=methods,
                                    thresholds=thresholds, columns=columns)
 
-    def integrity(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
+    @_keyword_reads("version", "window", "segment")
+    def integrity(self, model: str, *, version: str | None = None, window: str = "1d", segment: Any = None,
                   start: Any = None, end: Any = None) -> pd.DataFrame:
         """Data integrity per window and column: missing rate, out-of-range, unseen-category and outlier shares,
-        and the rows quarantined in the window."""
-        return self._monitor.integrity(self._version(model, version), window=window, segment=segment_key(segment),
+        and the rows quarantined in the window. Columns: window, segment, column, metric, value."""
+        return self._monitor.integrity(self._version(model, version), window=window, segment=segment,
                                        start=start, end=end)
 
-    def traffic(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
+    @_keyword_reads("version", "window", "segment")
+    def traffic(self, model: str, *, version: str | None = None, window: str = "1d", segment: Any = None,
                 start: Any = None, end: Any = None) -> pd.DataFrame:
-        """Events, labelled events, label coverage and label delay per window."""
-        return self._monitor.traffic(self._version(model, version), window=window, segment=segment_key(segment),
+        """Events, labelled events, label coverage and label delay per window. Columns: window, segment, metric,
+        value."""
+        return self._monitor.traffic(self._version(model, version), window=window, segment=segment,
                                      start=start, end=end)
 
-    def worst_segments(self, model: str, version: str | None = None, metric: str = "accuracy", *,
+    @_keyword_reads("version", "metric")
+    def worst_segments(self, model: str, *, version: str | None = None, metric: str = "accuracy",
                        by: list[str] | None = None, start: Any = None, end: Any = None, min_count: int = 30,
                        threshold: float | None = None) -> pd.DataFrame:
-        """Segments ranked worst first on a performance metric (``gap``: how far below the overall value)."""
+        """Segments ranked worst first on a performance metric (``gap``: how far below the overall value).
+        Columns: column, value, segment, metric, score, overall, gap, labelled."""
         return self._monitor.worst_segments(self._version(model, version), metric=metric, by=by, start=start,
                                             end=end, min_count=min_count, threshold=threshold)
 
     # -- row-wise metrics (computed from the raw events of each window, not from profiles) -------------
-    def multivariate_drift(self, model: str, version: str | None = None, window: str = "1d", method: str = "pca",
-                           segment: Any = None, *, start: Any = None, end: Any = None,
+    @_keyword_reads("version", "window", "method", "segment")
+    def multivariate_drift(self, model: str, *, version: str | None = None, window: str = "1d",
+                           method: str = "pca", segment: Any = None, start: Any = None, end: Any = None,
                            sample: int = 10_000) -> pd.DataFrame:
         """Drift of the features taken together, per window against the training data.
 
-        ``method="pca"``: PCA reconstruction error (drift when outside the
-        training band ``lower``..``upper``); ``"domain_classifier"``: the
+        ``method="pca"``: PCA reconstruction error; ``"domain_classifier"``: the
         cross-validated AUC of a classifier telling window rows from training
-        rows (drift at >= 0.55). Catches changes no single column shows, such
-        as a broken correlation. Windows under 50 rows are skipped. Columns:
-        window, segment, method, value, lower, upper, threshold, drifted.
+        rows. Thresholds follow each window's size (see ``docs/monitoring.md``).
+        Catches changes no single column shows, such as a broken correlation.
         """
         return rowwise.multivariate_drift(self._monitor, self._version(model, version), window=window,
                                           method=method, segment=segment, start=start, end=end, sample=sample)
 
-    def outliers(self, model: str, version: str | None = None, window: str = "1d", segment: Any = None, *,
+    @_keyword_reads("version", "window", "segment")
+    def outliers(self, model: str, *, version: str | None = None, window: str = "1d", segment: Any = None,
                  start: Any = None, end: Any = None) -> pd.DataFrame:
         """Share of each window's rows an IsolationForest fit on the training features finds anomalous.
 
@@ -299,9 +419,11 @@ class Store:
         return rowwise.multivariate_outliers(self._monitor, self._version(model, version), window=window,
                                              segment=segment, start=start, end=end)
 
-    def embedding_drift(self, model: str, version: str | None = None, window: str = "1d", column: str | None = None,
-                        baseline: str = "training", segment: Any = None, *, start: Any = None, end: Any = None,
-                        sample: int = 500, permutations: int = 100) -> pd.DataFrame:
+    @_keyword_reads("version", "window", "column", "baseline", "segment")
+    def embedding_drift(self, model: str, *, version: str | None = None, window: str = "1d",
+                        column: str | None = None, baseline: str = "training", segment: Any = None,
+                        start: Any = None, end: Any = None, sample: int = 500, permutations: int = 100
+                        ) -> pd.DataFrame:
         """Drift of embedding features per window: distances between mean vectors and an MMD permutation test.
 
         ``baseline``: ``"training"`` or ``"previous"`` (the window before).
@@ -312,19 +434,24 @@ class Store:
                                        baseline=baseline, segment=segment, start=start, end=end, sample=sample,
                                        permutations=permutations)
 
-    def custom_metric(self, model: str, metric: Any, version: str | None = None, window: str = "1d",
-                      segment: Any = None, *, start: Any = None, end: Any = None) -> pd.DataFrame:
+    @_keyword_reads("metric", "version", "window", "segment")
+    def custom_metric(self, model: str, *, metric: Any = None, version: str | None = None, window: str = "1d",
+                      segment: Any = None, start: Any = None, end: Any = None) -> pd.DataFrame:
         """A :class:`~vigil.core.metrics.performance.CustomMetric` (a ratio of sums) per window.
 
         The metric sees the window's events with the labels joined. Columns:
         window, segment, metric, value, numerator, denominator; any window's
         value is the ratio of its sums.
         """
+        if metric is None:
+            raise InvalidParameterError("give the metric: custom_metric(model, metric=CustomMetric(...))",
+                                        field="metric")
         return rowwise.custom_metric(self._monitor, self._version(model, version), metric, window=window,
                                      segment=segment, start=start, end=end)
 
-    def ranking_performance(self, model: str, version: str | None = None, k: int = 10, window: str = "1d",
-                            segment: Any = None, *, start: Any = None, end: Any = None) -> pd.DataFrame:
+    @_keyword_reads("version", "k", "window", "segment")
+    def ranking_performance(self, model: str, *, version: str | None = None, k: int = 10, window: str = "1d",
+                            segment: Any = None, start: Any = None, end: Any = None) -> pd.DataFrame:
         """Precision, recall, NDCG, MAP and hit rate at ``k`` per window for a ranking model.
 
         Over the labelled events: the prediction is the ranked list of
@@ -334,31 +461,33 @@ class Store:
         return rowwise.ranking_performance(self._monitor, self._version(model, version), k=k, window=window,
                                            segment=segment, start=start, end=end)
 
-    def report(self, model: str, version: str | None = None, path: str | os.PathLike[str] | None = None, *,
+    @_keyword_reads("version", "path")
+    def report(self, model: str, *, version: str | None = None, path: str | os.PathLike[str] | None = None,
                window: str = "1d", baseline: Any = "training", segment: Any = None,
-               fairness_window: str = "30d") -> Any:
+               fairness_window: str | None = None) -> Any:
         """A self-contained HTML report (performance, drift, integrity, traffic, explanations, fairness); written
         to ``path`` if given.
 
         Explanations appear once a sample of events is explained (:meth:`explain_sample`); fairness when the
-        schema declares protected attributes (per ``fairness_window``). It renders in Jupyter as it is
-        (``_repr_html_``) and needs no network: plotly.js is inlined.
+        schema declares protected attributes (per ``fairness_window``, the report's window by default). It
+        renders in Jupyter as it is (``_repr_html_``) and needs no network: plotly.js is inlined.
         """
         from vigil.interfaces.report import build_report
 
-        mv = self.model(model, version)
-        options = {"window": window, "segment": segment}
+        mv = self._version(model, version)
+        options = {"version": mv.version, "window": window, "segment": segment}
         frames: dict[str, Any] = {
-            "performance": self.performance(model, mv.version, **options),
-            "drift": self.drift(model, mv.version, baseline=baseline, **options),
-            "integrity": self.integrity(model, mv.version, **options),
-            "traffic": self.traffic(model, mv.version, **options),
+            "performance": self.performance(model, **options),
+            "drift": self.drift(model, baseline=baseline, **options),
+            "integrity": self.integrity(model, **options),
+            "traffic": self.traffic(model, **options),
         }
         if self._explainer.has_explanations(mv):
-            frames["importance"] = self.feature_importance(model, mv.version, window=window)
-            frames["explanation_drift"] = self.explanation_drift(model, mv.version, window=window)
+            frames["importance"] = self.feature_importance(model, version=mv.version, window=window)
+            frames["explanation_drift"] = self.explanation_drift(model, version=mv.version, window=window)
         if mv.schema.protected and mv.schema.target is not None and mv.task in ("binary", "regression"):
-            frames["fairness"] = self.fairness(model, mv.version, window=fairness_window, segment=segment)
+            frames["fairness"] = self.fairness(model, version=mv.version, window=fairness_window or window,
+                                               segment=segment)
         report = build_report(
             title=f"{model} version {mv.version}: monitoring report",
             meta={"model": model, "version": mv.version, "task": mv.task, "window": window,
@@ -367,25 +496,22 @@ class Store:
             report.save(path)
         return report
 
-    def refresh_profiles(self, model: str, version: str | None = None, window: str = "1d") -> int:
-        """Bring the stored profiles up to date now (reads do it by themselves); returns windows recomputed."""
+    @_keyword_reads("version", "window")
+    def refresh_profiles(self, model: str, *, version: str | None = None, window: str = "1d",
+                         segment: Any = None) -> int:
+        """Compute and keep the profiles of a window's grain and a segment now; returns the windows recomputed.
+
+        The store keeps the daily profiles of all events up to date by itself after each write; a grain
+        (hourly windows) or segment refreshed once here is kept up to date from then on, so its reads come
+        from stored profiles. Reads of anything else compute from the events, without storing anything.
+        """
         grain, _ = parse_window(window)
-        return self._monitor.refresh(self._version(model, version), grain)
+        mv = self._version(model, version)
+        return self._monitor.refresh(mv, grain, segment)
 
     # -- explanations --------------------------------------------------------------------------------
-    def _event_version(self, model: str, event_ids: list[str]) -> str:
-        table = events_table(self._registry.model_id(model))
-        found = self._db.fetchall(f"SELECT DISTINCT model_version FROM {table} WHERE event_id IN "
-                                  f"({', '.join('?' * len(event_ids))})", event_ids)
-        if not found:
-            raise NotFoundError(f"model {model!r} has no event {event_ids[0]!r}")
-        if len(found) > 1:
-            raise VigilError(f"these events were predicted by versions {sorted(r[0] for r in found)}: "
-                             "explain each version's events separately (version=)")
-        return found[0][0]
-
     def explain(self, model: str, event_id: str | list[str] | None = None, *, version: str | None = None,
-                method: str = "auto", rows: Any = None, **options: Any) -> Explanation:
+                method: str = "auto", rows: Any = None, trust: bool = False, **options: Any) -> Explanation:
         """Why did the model say this? Attributions of stored events (or of given ``rows``).
 
         A stored event is explained by the version that predicted it, against a
@@ -395,68 +521,74 @@ class Store:
         PyTorch modules, exact Shapley values up to 10 features, Kernel SHAP
         beyond) or one named in ``vigil.core.explain.METHODS``. ``rows``
         explains rows that are not stored (nothing is kept); ``options`` go to
-        the method (``budget=``, ``seed=``...).
+        the method (``budget=``, ``seed=``...). The model is loaded only when
+        its signature verifies under your key; ``trust=True`` loads it anyway
+        (see ``docs/security.md``).
         """
         if (event_id is None) == (rows is None):
-            raise VigilError("give event_id= (stored events) or rows= (rows to explain), not both or neither")
+            raise InvalidParameterError("give event_id= (stored events) or rows= (rows to explain), not both or "
+                                        "neither", field="event_id")
         if rows is not None:
             mv = self.model(model, version)
             frame = pd.DataFrame([rows]) if isinstance(rows, dict) else pd.DataFrame(rows)
-            return self._explainer.explain_rows(mv, frame, method, **options)
+            return self._explainer.explain_rows(mv, frame, method, trust=trust, **options)
         ids = [event_id] if isinstance(event_id, str) else [str(e) for e in event_id]
-        mv = self._version(model, version if version is not None else self._event_version(model, ids))
-        return self._explainer.explain_events(mv, ids, method, **options)
+        mv = self.model(model, version if version is not None else self._events.event_version(model, ids))
+        return self._explainer.explain_events(mv, ids, method, trust=trust, **options)
 
-    def explain_sample(self, model: str, version: str | None = None, *, rate: float = 0.1, start: Any = None,
+    @_keyword_reads("version")
+    def explain_sample(self, model: str, *, version: str | None = None, rate: float = 0.1, start: Any = None,
                        end: Any = None, method: str = "auto", limit: int | None = None,
-                       progress: ProgressCallback | None = None) -> int:
+                       progress: ProgressCallback | None = None, trust: bool = False) -> int:
         """Explain and keep a stable sample (share ``rate``, chosen by event id) of a version's events in
         ``[start, end)``; events already explained are skipped. Returns how many were explained now."""
         return self._explainer.explain_sample(self.model(model, version), rate=rate, start=start, end=end,
-                                              method=method, limit=limit, progress=progress)
+                                              method=method, limit=limit, progress=progress, trust=trust)
 
-    def explain_online(self, model: str, version: str | None = None, *, rate: float = 0.1, interval: float = 5.0,
-                       method: str = "auto") -> OnlineExplainer:
+    @_keyword_reads("version")
+    def explain_online(self, model: str, *, version: str | None = None, rate: float = 0.1, interval: float = 5.0,
+                       method: str = "auto", trust: bool = False) -> OnlineExplainer:
         """Start explaining a sample of incoming events in a background thread (off the ingest path).
 
         Returns the running :class:`~vigil.services.explaining.OnlineExplainer`; ``stop()`` it (or use it as a
-        context manager) when done.
+        context manager) when done. A failing pass is logged and shown in its ``status`` at once.
         """
         return OnlineExplainer(self._explainer, self.model(model, version), rate=rate, interval=interval,
-                               method=method)
+                               method=method, trust=trust)
 
-    def feature_importance(self, model: str, version: str | None = None, window: str = "1d", *,
+    @_keyword_reads("version", "window")
+    def feature_importance(self, model: str, *, version: str | None = None, window: str = "1d",
                            start: Any = None, end: Any = None, method: str = "auto",
                            training: bool = True) -> pd.DataFrame:
         """Feature-importance ranking per window, from the stored explanations of production events.
 
         One row per (window, feature): explained events, mean |attribution|, mean attribution, rank. With
         ``training`` the training data's ranking comes first (``source`` "training", window NaT). Explain a
-        sample first (:meth:`explain_sample` or :meth:`explain_online`).
+        sample first (:meth:`explain_sample` or :meth:`explain_online`). Never loads the model.
         """
         return self._explainer.feature_importance(self.model(model, version), window=window, start=start,
                                                   end=end, method=method, training=training)
 
-    def explanation_drift(self, model: str, version: str | None = None, window: str = "1d", *,
+    @_keyword_reads("version", "window")
+    def explanation_drift(self, model: str, *, version: str | None = None, window: str = "1d",
                           start: Any = None, end: Any = None, method: str = "auto",
                           threshold: float | None = None) -> pd.DataFrame:
         """Per window, how far the explanations moved from the training data's: a drift score (flagged at
         ``threshold``), the rank correlation of feature importance and the feature that moved most."""
-        from vigil.services.explaining import DRIFT_THRESHOLD
-
         return self._explainer.explanation_drift(self.model(model, version), window=window, start=start, end=end,
                                                  method=method,
                                                  threshold=DRIFT_THRESHOLD if threshold is None else threshold)
 
     def what_if(self, model: str, event_id: str, changes: dict[str, Any], *, version: str | None = None,
-                explain: bool = True) -> Any:
+                explain: bool = True, trust: bool = False) -> Any:
         """Re-predict a stored event with some feature values changed, with attributions before and after."""
         from vigil.core.explain.counterfactual import what_if
 
-        mv, row, ready = self._stored_row(model, event_id, version)
+        mv, row, ready = self._stored_row(model, event_id, version, trust)
         return what_if(ready.model, row, changes, background=ready.background, explain=explain)
 
-    def counterfactuals(self, model: str, event_id: str, *, version: str | None = None, **options: Any) -> Any:
+    def counterfactuals(self, model: str, event_id: str, *, version: str | None = None, trust: bool = False,
+                        **options: Any) -> Any:
         """The smallest changes to actionable features that flip a stored event's decision (binary models).
 
         ``options`` go to :func:`vigil.counterfactuals` (``actionable=``, ``immutable=``, ``ranges=``,
@@ -464,80 +596,55 @@ class Store:
         """
         from vigil.core.explain.counterfactual import counterfactuals
 
-        mv, row, ready = self._stored_row(model, event_id, version)
+        mv, row, ready = self._stored_row(model, event_id, version, trust)
         if "data" not in options and mv.training_dataset is not None:
             options["data"] = mv.training_dataset.load()[ready.columns]
         return counterfactuals(ready.model, row, **options)
 
+    def _stored_row(self, model: str, event_id: str, version: str | None, trust: bool
+                    ) -> tuple[ModelVersion, Any, Any]:
+        mv = self.model(model, version if version is not None else self._events.event_version(model, [event_id]))
+        ready = self._explainer.prepare(mv, trust=trust)
+        rows = self._explainer.event_rows(model, mv.model_id, [event_id])
+        return mv, rows[ready.columns].iloc[0], ready
+
     # -- fairness ------------------------------------------------------------------------------------
-    def fairness(self, model: str, version: str | None = None, protected: list[str] | str | None = None,
-                 window: str = "30d", segment: Any = None, *, start: Any = None, end: Any = None,
+    @_keyword_reads("version", "protected", "window", "segment")
+    def fairness(self, model: str, *, version: str | None = None, protected: list[str] | str | None = None,
+                 window: str = "30d", segment: Any = None, start: Any = None, end: Any = None,
                  **options: Any) -> StoreFairness:
         """Bias and fairness of a version's predictions per window, by protected attribute and intersection.
 
         ``protected``: attributes to group by (default: the schema's protected columns, features or
         metadata). Returns group metrics (count, share, base rate, selection rate, accuracy, TPR, FPR,
         precision, NPV, AUC, calibration...), disparities against a reference group with confidence
-        intervals (four-fifths rule, equal opportunity, equalized odds, predictive parity), representation
-        against the training data, and proxies (features tied to a protected attribute that carry large
-        attributions, when explanations are stored). ``options`` go to :func:`vigil.fairness`
-        (``reference=``, ``min_group_size=``, ``confidence=``...).
+        intervals (four-fifths rule, equal opportunity, equalized odds, predictive parity) adjusted for
+        the number of comparisons, representation against the training data, and proxies (features tied
+        to a protected attribute, with their attributions when explanations are stored). Never needs the
+        model. ``options`` go to :func:`vigil.fairness` (``reference=``, ``min_group_size=``,
+        ``confidence=``...).
         """
-        from vigil.services.fairness import store_fairness
-
-        mv = self.model(model, version)
-        explained = self._explainer.cheap_baseline(mv)
-        importance = (self._explainer.feature_importance(mv, window=window, start=start, end=end,
-                                                         training=explained is not None)
-                      if self._explainer.has_explanations(mv) else None)
-        return store_fairness(self._monitor, mv, protected=protected, window=window, segment=segment,
-                              start=start, end=end, explanations=explained, importance=importance, **options)
-
-    def _stored_row(self, model: str, event_id: str, version: str | None) -> tuple[ModelVersion, Any, Any]:
-        mv = self._version(model, version if version is not None else self._event_version(model, [event_id]))
-        ready = self._explainer.prepare(mv)
-        rows = self._explainer.event_rows(model, mv.model_id, [event_id])
-        return mv, rows[ready.columns].iloc[0], ready
+        return store_fairness(self._monitor, self._version(model, version), explainer=self._explainer,
+                              protected=protected, window=window, segment=segment, start=start, end=end,
+                              **options)
 
     # -- reading -------------------------------------------------------------------------------------
-    def events(
-        self, model: str, version: str | None = None, start: Any = None, end: Any = None, *,
-        limit: int | None = None,
-    ) -> pd.DataFrame:
-        """Stored events with their labels joined, oldest first.
+    @_keyword_reads("version", "start", "end")
+    def events(self, model: str, *, version: str | None = None, start: Any = None, end: Any = None,
+               segment: Any = None, labelled: bool | None = None, limit: int | None = None, offset: int = 0,
+               ) -> pd.DataFrame:
+        """Stored events with their labels joined, oldest first (by time, then event id).
 
         ``start`` is inclusive and ``end`` exclusive (anything pandas reads as
-        a time; naive times are UTC). Timestamps come back in UTC. PII columns
-        hold their tokens, never the clear values.
+        a time; naive times are UTC); ``segment`` filters as in the metric
+        reads; ``labelled`` keeps only labelled (True) or unlabelled (False)
+        events; ``limit`` and ``offset`` page through them. Timestamps come back
+        in UTC. PII columns hold their tokens, never the clear values. Columns:
+        event_id, timestamp, model_version, the stored event columns, then the
+        target and label_time when the model has a target.
         """
-        mv = self.model(model, version)
-        where, params = ["TRUE"], []
-        if version is not None:
-            where.append("e.model_version = ?")
-            params.append(str(version))
-        for bound, op in ((start, ">="), (end, "<")):
-            if bound is not None:
-                where.append(f"e.timestamp {op} ?")
-                params.append(naive_utc(bound))
-        ev = events_table(mv.model_id)
-        internal = {"batch_id", "ingested_at"}
-        ev_cols = [r[0] for r in self._db.fetchall(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [ev])]
-        select = [f"e.{quote(c)}" for c in ev_cols if c not in internal]
-        join = ""
-        target = mv.schema.target
-        if target is not None and self._db.table_exists(labels_table(mv.model_id)):
-            select += [f"l.{quote(target.name)}", "l.label_time"]
-            join = f"LEFT JOIN {labels_table(mv.model_id)} l ON l.event_id = e.event_id"
-        sql = (f"SELECT {', '.join(select)} FROM {ev} e {join} WHERE {' AND '.join(where)} "
-               f"ORDER BY e.timestamp, e.event_id")
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        frame = self._db.execute(sql, params).df()
-        for col in ("timestamp", "label_time"):
-            if col in frame:
-                frame[col] = pd.to_datetime(frame[col]).dt.tz_localize("UTC")
-        return frame
+        return self._events.events(model, version=version, start=start, end=end, segment=segment,
+                                   labelled=labelled, limit=limit, offset=offset)
 
     def quarantine(self, model: str, *, reason: str | None = None, kind: str | None = None,
                    include_resolved: bool = False) -> pd.DataFrame:
@@ -545,19 +652,14 @@ class Store:
 
         Rows since resolved (labels that came before their events, joined
         when the events came) are left out unless ``include_resolved``.
+        Columns: batch_id, kind, version, row_number, event_id, reason, column,
+        value, message, raw, quarantined_at, resolved_at.
         """
-        model_id = self._registry.model_id(model)
-        return self._db.execute(
-            "SELECT batch_id, kind, version, row_number, event_id, reason, column_name AS column, value, message, "
-            "raw_json AS raw, quarantined_at, resolved_at FROM quarantine WHERE model_id = ? "
-            "AND (? IS NULL OR reason = ?) AND (? IS NULL OR kind = ?) AND (? OR resolved_at IS NULL) "
-            "ORDER BY entry_id",
-            [model_id, reason, reason, kind, kind, include_resolved]).df()
+        return self._events.quarantine(model, reason=reason, kind=kind, include_resolved=include_resolved)
 
     def batches(self, model: str) -> pd.DataFrame:
         """The record of every ingest call for a model: counts and when it committed."""
-        model_id = self._registry.model_id(model)
-        return self._db.execute(
-            "SELECT batch_id, kind, version, source, received, accepted, duplicates, quarantined, committed_at "
-            "FROM ingest_batches WHERE model_id = ? ORDER BY committed_at", [model_id]).df()
+        return self._events.batches(model)
 
+
+__all__ = ["DEFAULT_PROJECT", "FILE_BATCH_ROWS", "Store", "open"]

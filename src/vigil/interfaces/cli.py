@@ -1,8 +1,10 @@
 """The ``vigil`` command: create a store, register models, ingest predictions and labels, look at the data.
 
 Every command has ``--help``. ``--home DIR`` and ``--project NAME`` come before the command and apply to it.
-Errors are one line on stderr, ``error: <message>``, with exit code 1 (2 for a usage error such as a bad
-option value); a batch that is refused as a whole is an error, rows sent to the quarantine are not.
+Errors are one line on stderr, ``error: <message>`` (and for some a ``hint:`` line), with the exit code of the
+error's code (:data:`vigil.errors.EXIT_CODES`: 3 for something not found, 5 for a refused batch...; the
+table is docs/errors.md), 2 for a usage error such as a bad option value, and 1 for an unexpected failure. A
+batch that is refused as a whole is an error, rows sent to the quarantine are not.
 
 >>> from typer.testing import CliRunner
 >>> result = CliRunner().invoke(app, ["--help"])
@@ -40,14 +42,14 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 import vigil
-from vigil.core.frames import read_file
 from vigil.core.schema import TASKS
 from vigil.core.validation import REASONS, SIGNALS
-from vigil.errors import ArtifactError, BatchError, VigilError
+from vigil.errors import ArtifactError, BatchError, StoreError, VigilError, exit_code
 from vigil.interfaces.api import DEFAULT_PROJECT, FILE_BATCH_ROWS, Store
 from vigil.services.ingest import IngestResult
 from vigil.services.monitoring import parse_window
 from vigil.services.registry import STATUSES
+from vigil.services.sources import read_file
 from vigil.store.database import CURRENT_FORMAT, DB_FILE, default_home
 
 try:  # Typer >= 0.20 vendors Click; older releases use the click package
@@ -57,8 +59,14 @@ except ImportError:  # pragma: no cover - depends on the installed Typer
 
 __all__ = ["app", "main"]
 
-#: Set to show the traceback of an unexpected error instead of one line.
+#: Set to show the traceback of an unexpected error instead of one line (as ``--debug`` does).
 DEBUG_ENV = "VIGIL_DEBUG"
+DEBUG_OPTION = "--debug"
+#: A second line, ``hint: ...``, after the error line of these error codes.
+HINTS = {
+    "store_busy": "another process is writing to this store; try again once it has finished",
+    "store_version": "this store was written by a newer Vigil: upgrade Vigil to open it",
+}
 #: Rows the table view shows when no ``--limit`` is given.
 TABLE_ROWS = 20
 
@@ -86,6 +94,19 @@ def one_line(message: str) -> str:
     return re.sub(r"\s*\n\s*", " ", str(message).strip())
 
 
+def _hint(err: VigilError) -> str | None:
+    """The hint shown under an error: the error's own (``details["hint"]``), else the one for its code.
+
+    >>> from vigil.errors import NotFoundError, StoreBusyError
+    >>> _hint(StoreBusyError("locked")).startswith("another process"), _hint(NotFoundError("x", hint="try y"))
+    (True, 'try y')
+    """
+    hint = err.details.get("hint") if isinstance(err.details, dict) else None
+    if not hint and err.code == "not_found" and err.field in ("model", "version"):
+        hint = "`vigil model list` shows the models and versions of the project (--project NAME for another)"
+    return str(hint) if hint else HINTS.get(err.code)
+
+
 def _error_message(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return f"{err.strerror}: {err.filename!r}" if err.filename else err.strerror
@@ -101,6 +122,8 @@ class _VigilGroup(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = bool(os.environ.get(DEBUG_ENV)) or DEBUG_OPTION in argv[:_first_command(argv)]
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except UsageError as err:
@@ -117,13 +140,15 @@ class _VigilGroup(TyperGroup):
         except BrokenPipeError:  # the reader went away (`vigil events m -f csv | head`): stop quietly
             _silence_stdout()
             sys.exit(1)
-        except (VigilError, OSError, pa.ArrowException) as err:
+        except VigilError as err:  # control flow follows the error's code, never its message
+            _fail(_error_message(err), exit_code(err), hint=_hint(err))
+        except (OSError, pa.ArrowException) as err:
             _fail(_error_message(err), 1)
         except Exception as err:
-            if os.environ.get(DEBUG_ENV):
+            if debug:
                 raise
-            _fail(f"unexpected {type(err).__name__}: {err} (a bug in Vigil: please report it; "
-                  f"set {DEBUG_ENV}=1 to see the traceback)", 1)
+            _fail(f"unexpected {type(err).__name__}: {err} (a bug in Vigil: please report it; run with "
+                  f"{DEBUG_OPTION} or set {DEBUG_ENV}=1 to see the traceback)", 1)
         sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
 
 
@@ -132,8 +157,19 @@ def _silence_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _fail(message: str, code: int) -> None:
+def _first_command(argv: list[str]) -> int:
+    """The position of the command in ``vigil`` arguments: the global options come before it."""
+    valued = {"--home", "--project"}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in valued else 1
+    return i
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> None:
     typer.echo(f"error: {one_line(message)}", err=True)
+    if hint:
+        typer.echo(f"hint: {one_line(hint)}", err=True)
     sys.exit(code)
 
 
@@ -150,6 +186,27 @@ app = typer.Typer(
 model_app = typer.Typer(help="Register models and look at them.", no_args_is_help=True,
                         context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(model_app, name="model")
+
+
+class _DefaultCommandGroup(TyperGroup):
+    """A group whose first argument, when it is not one of its commands, goes to its default command.
+
+    So ``vigil events MODEL`` is ``vigil events show MODEL`` while ``vigil events delete MODEL`` deletes.
+    """
+
+    default_command = "show"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+events_app = typer.Typer(
+    cls=_DefaultCommandGroup, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+    help="Show or export stored events (`vigil events MODEL`, the same as `vigil events show MODEL`), or delete "
+         "some (`vigil events delete MODEL`).")
+app.add_typer(events_app, name="events")
 
 
 @dataclass
@@ -183,6 +240,8 @@ def root(
     = DEFAULT_PROJECT,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print Vigil's version and exit.")] = False,
+    debug: Annotated[bool, typer.Option(DEBUG_OPTION, help=f"Show the traceback of an unexpected error "
+                                                          f"(as {DEBUG_ENV}=1 does).")] = False,
 ) -> None:
     """Vigil: record model predictions, join labels later, and keep the record monitoring is built on.
 
@@ -205,7 +264,7 @@ def _open(ctx: typer.Context, *, read_only: bool = False, must_exist: bool = Fal
     settings = _settings(ctx)
     home = settings.resolved_home()
     if must_exist and not read_only and not (home / DB_FILE).is_file():
-        raise VigilError(f"no Vigil store in {str(home)!r}: run `vigil init` there first")
+        raise StoreError(f"no Vigil store in {str(home)!r}: run `vigil init` there first", field="home")
     return vigil.open(home, project=settings.project, read_only=read_only)
 
 
@@ -244,7 +303,7 @@ def _time(value: str | None, option: str) -> pd.Timestamp | None:
     if ts is pd.NaT:
         raise typer.BadParameter(f"{value!r} is not a time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)",
                                  param_hint=option)
-    return ts
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")  # naive times are UTC
 
 
 # -- init ----------------------------------------------------------------------------------------------
@@ -336,7 +395,7 @@ def model_register(
                 status="draft" if status.value == "production" else status.value, **options)
             if status.value == "production":  # set_status retires the previous production version
                 mv = store.set_status(name, version, "production")
-        lineage = store.lineage(name, mv.version)
+        lineage = store.lineage(name, version=mv.version)
     ds = lineage["training_data"]
     schema = mv.schema
     typer.echo(f"Registered {mv.model} version {mv.version} ({mv.task}, {mv.status}) in project {store.project!r}")
@@ -393,7 +452,7 @@ def model_show(
     0
     """
     with _open(ctx, read_only=True) as store:
-        lineage = store.lineage(name, version)
+        lineage = store.lineage(name, version=version)
     typer.echo(json.dumps(lineage, indent=2, default=str))
 
 
@@ -411,7 +470,7 @@ def model_status(
     True
     """
     with _open(ctx, must_exist=True) as store:
-        before = store.model(name, version).status
+        before = store.model(name, version=version).status
         models = store.models()
         was_production = models[(models["model"] == name) & (models["status"] == "production")
                                 & (models["version"] != version)]["version"].tolist()
@@ -451,7 +510,8 @@ class _RowProgress:
             except VigilError as err:
                 if self.done:
                     raise type(err)(f"{err} (the first {self.done:,} rows were committed before this; sending the "
-                                    "file again is safe: rows already stored are skipped)") from None
+                                    "file again is safe: rows already stored are skipped)",
+                                    field=err.field, **err.details) from None
                 raise
 
 
@@ -497,7 +557,7 @@ def ingest(
     0
     """
     with _open(ctx, must_exist=True) as store:
-        store.model(model, version)  # an unknown model or version fails before the file is read
+        store.model(model, version=version)  # an unknown model or version fails before the file is read
         _require_file(file)
         result = _RowProgress(f"Ingesting {file.name}").run(lambda cb: store.log_predictions(
             model, version, file, batch_rows=batch_rows, progress=cb))
@@ -585,8 +645,9 @@ def _emit(frame: pd.DataFrame, fmt: Format, output: Path | None, what: str) -> N
         typer.echo(f"wrote {len(frame):,} {what} to {output}", err=True)
 
 
-def _print_table(frame: pd.DataFrame, title: str, more: bool, limit_hint: str) -> None:
-    """Rows as a Rich table, or one block per row (like ``psql -x``) when the table is wider than the terminal."""
+def _print_table(frame: pd.DataFrame, title: str, more: bool, limit_hint: str, *, blocks: bool = True) -> None:
+    """Rows as a Rich table, or one block per row (like ``psql -x``) when the table is wider than the terminal
+    and ``blocks`` allows it (else the table folds its cells)."""
     console = _out()
     table = Table(title=title, title_justify="left")
     for col in frame.columns:
@@ -594,7 +655,7 @@ def _print_table(frame: pd.DataFrame, title: str, more: bool, limit_hint: str) -
     cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
     for row in cells:
         table.add_row(*row)
-    if Measurement.get(console, console.options.update(width=100_000), table).maximum <= console.width:
+    if not blocks or Measurement.get(console, console.options.update(width=100_000), table).maximum <= console.width:
         console.print(table)
     else:
         typer.echo(title)
@@ -616,7 +677,7 @@ def _columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[columns]
 
 
-@app.command("events")
+@events_app.command("show")
 def events(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
@@ -632,10 +693,10 @@ def events(
     columns: Annotated[list[str] | None, typer.Option(
         "--columns", metavar="COL", help="Only these columns (repeat, or separate with commas).")] = None,
 ) -> None:
-    """Show or export stored events with their labels, oldest first.\f
+    """Show or export stored events with their labels, oldest first (`vigil events MODEL` for short).\f
 
     >>> from typer.testing import CliRunner
-    >>> CliRunner().invoke(app, ["events", "--help"]).exit_code
+    >>> CliRunner().invoke(app, ["events", "show", "--help"]).exit_code
     0
     """
     fmt = _resolve_format(fmt, output)
@@ -645,7 +706,7 @@ def events(
         shown = TABLE_ROWS if limit is None else limit
         fetch = shown + 1
     with _open(ctx, read_only=True) as store:
-        frame = store.events(model, version, start_ts, end_ts, limit=fetch)
+        frame = store.events(model, version=version, start=start_ts, end=end_ts, limit=fetch)
     frame = _columns(frame, _split(columns))
     if fmt is not Format.table:
         _emit(frame, fmt, output, "events")
@@ -657,6 +718,45 @@ def events(
         return
     _print_table(frame, f"Events of {model} (times in UTC)", more,
                  "more events follow; use --limit N, or --format csv/json to export them all")
+
+
+@events_app.command("delete")
+def events_delete(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The model's name.")],
+    event_ids: Annotated[list[str] | None, typer.Option(
+        "--event-id", metavar="ID", help="An event to delete (repeat, or separate with commas).")] = None,
+    start: Annotated[str | None, typer.Option("--start", metavar="TIME",
+                                              help="Delete the events from this time, inclusive (naive times "
+                                                   "are UTC); give --end too.")] = None,
+    end: Annotated[str | None, typer.Option("--end", metavar="TIME", help="... until this time, exclusive.")]
+    = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete stored events, by id or by time range, with their labels and explanations; print how many.\f
+
+    >>> from typer.testing import CliRunner
+    >>> "--event-id" in CliRunner().invoke(app, ["events", "delete", "--help"]).output
+    True
+    """
+    ids = _split(event_ids)
+    start_ts, end_ts = _time(start, "--start"), _time(end, "--end")
+    by_range = start_ts is not None or end_ts is not None
+    if bool(ids) == by_range:
+        raise typer.BadParameter("give --event-id ID... or --start TIME --end TIME (one of them)")
+    if by_range and (start_ts is None or end_ts is None):
+        raise typer.BadParameter("a time range needs both --start and --end",
+                                 param_hint="--end" if end_ts is None else "--start")
+    if by_range and end_ts <= start_ts:
+        raise typer.BadParameter(f"--end {end!r} is not after --start {start!r}", param_hint="--end")
+    what = (f"{len(ids):,} event id(s)" if ids else f"the events from {start} to {end}") + f" of {model}"
+    with _open(ctx, must_exist=True) as store:
+        store.model(model)  # an unknown model fails before the question
+        if not yes:
+            typer.confirm(f"Delete {what}, with their labels and explanations?", abort=True, err=True)
+        deleted = (store.delete_events(model, event_ids=ids) if ids
+                   else store.delete_events(model, start=start_ts, end=end_ts))
+    typer.echo(f"deleted {deleted:,} event(s) of {model}")
 
 
 @app.command("quarantine")
@@ -707,6 +807,20 @@ def quarantine(
 # -- report --------------------------------------------------------------------------------------------
 
 
+def _check_window(window: str) -> None:
+    """A bad ``--window`` is a usage error of that option, found before the store is opened."""
+    try:
+        parse_window(window)
+    except VigilError as err:
+        raise typer.BadParameter(str(err), param_hint="--window") from None
+
+
+#: The ``--segment`` option of the commands that can look at a part of the events only.
+SegmentOption = Annotated[str | None, typer.Option(
+    "--segment", "-s", metavar="CONDITION",
+    help="Only the events that meet this condition on their columns, e.g. \"age < 25 and channel = 'web'\".")]
+
+
 class Baseline(StrEnum):
     """What ``report`` compares each window's data with."""
 
@@ -725,24 +839,42 @@ def report(
     baseline: Annotated[Baseline, typer.Option(
         "--baseline", help="Drift against the training data, or each window against the one before.")]
     = Baseline.training,
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", help="The HTML file to write.")]
-    = Path("report.html"),
+    segment: SegmentOption = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="PATH", help="The HTML file to write.",
+        show_default="MODEL-vVERSION-WINDOW-report.html in the current folder")] = None,
 ) -> None:
-    """Write a self-contained HTML monitoring report: performance, drift, data integrity and traffic per window.\f
+    """Write a self-contained HTML monitoring report per window: a summary, performance, drift, data integrity
+    and traffic, then explanations (once a sample of events is explained) and fairness (when the schema
+    declares protected attributes).\f
 
     The file inlines plotly.js and fetches nothing when opened.
 
     >>> from typer.testing import CliRunner
-    >>> CliRunner().invoke(app, ["report", "--help"]).exit_code
-    0
+    >>> "fairness" in CliRunner().invoke(app, ["report", "--help"]).output
+    True
     """
-    try:
-        parse_window(window)
-    except VigilError as err:
-        raise typer.BadParameter(str(err), param_hint="--window") from None
+    _check_window(window)
     with _open(ctx, must_exist=True) as store:
-        path = store.report(model, version, window=window, baseline=baseline.value).save(output)
+        version = store.model(model, version=version).version
+        options: dict[str, Any] = {"window": window, "baseline": baseline.value}
+        if segment is not None:
+            options["segment"] = segment
+        path = store.report(model, version=version, **options).save(
+            output or Path(_report_file_name(model, version, window)))
     typer.echo(str(path))
+
+
+def _report_file_name(model: str, version: str, window: str) -> str:
+    """The default file of ``vigil report``: named after the model, the version and the window, made safe.
+
+    >>> _report_file_name("adult-income", "1", "1w")
+    'adult-income-v1-1w-report.html'
+    >>> _report_file_name("../credit risk", "2026/01", "7d")
+    'credit_risk-v2026_01-7d-report.html'
+    """
+    safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("._") or "_" for part in (model, version, window)]
+    return f"{safe[0]}-v{safe[1]}-{safe[2]}-report.html"
 
 
 # -- explanations and fairness --------------------------------------------------------------------------
@@ -763,6 +895,9 @@ def explain_events(
         "--sample", min=0.0, max=1.0, metavar="RATE",
         help="Instead of events: explain this share of the version's stored events (0.1 = 10%).")] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Features shown per event.")] = 10,
+    trust: Annotated[bool, typer.Option(
+        "--trust", help="Load the model file even if its signature does not verify under your signing key: only "
+                        "for a file you trust, as loading a pickle runs its code.")] = False,
     fmt: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
@@ -776,13 +911,15 @@ def explain_events(
     if bool(ids) == (sample is not None):
         raise typer.BadParameter("give EVENT_IDs or --sample RATE (one of them)")
     fmt = _resolve_format(fmt, output)
+    trusted: dict[str, Any] = {"trust": True} if trust else {}  # asked for only: the default verifies
     with _open(ctx, must_exist=True) as store:
         if sample is not None:
             with _RowProgress("Explaining events") as bar:
-                done = store.explain_sample(model, version, rate=sample, method=method, progress=bar)
+                done = store.explain_sample(model, version=version, rate=sample, method=method, progress=bar,
+                                            **trusted)
             typer.echo(f"explained {done:,} event(s) of {model}; stored with them")
             return
-        e = store.explain(model, ids, version=version, method=method)
+        e = store.explain(model, event_id=ids, version=version, method=method, **trusted)
     frame = e.to_frame().drop(columns=["row"])
     if fmt is not Format.table:
         _emit(frame, fmt, output, "attributions")
@@ -792,6 +929,34 @@ def explain_events(
         typer.echo(f"{model} event {event_id}: {e.output} = {e.model_output[i]:.4g}, "
                    f"expected {e.expected_value[i]:.4g} ({e.method}, against {e.baseline})")
         _print_table(one, "", len(e.feature_names) > top, f"{len(e.feature_names) - top} more feature(s); use --top N")
+
+
+#: The disparity columns the table shows, and their headings.
+DISPARITY_COLUMNS = {"window": "window", "attribute": "attribute", "metric": "metric", "group": "group",
+                     "reference_group": "vs", "value": "value", "reference_value": "reference", "difference": "diff.",
+                     "ratio": "ratio", "ci": "95% CI of diff.", "status": "status"}
+
+
+def _disparity_table(frame: pd.DataFrame, with_status: bool) -> pd.DataFrame:
+    """The disparities as a narrow table: dates for daily windows, the interval in one column."""
+    view = frame.copy()
+    if "window" in view.columns:
+        starts = pd.to_datetime(view["window"])
+        daily = bool((starts == starts.dt.normalize()).all())
+        view["window"] = starts.dt.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M")
+    if {"ci_low", "ci_high"} <= set(view.columns):
+        view["ci"] = [f"[{_cell(lo)}, {_cell(hi)}]" if pd.notna(lo) and pd.notna(hi) else ""
+                      for lo, hi in zip(view["ci_low"], view["ci_high"], strict=True)]
+    keep = [c for c in DISPARITY_COLUMNS if c in view.columns and (with_status or c != "status")]
+    return view[keep].rename(columns=DISPARITY_COLUMNS)
+
+
+def _not_flagged_line(disparities: pd.DataFrame, shown: int) -> str:
+    statuses = disparities.loc[disparities["status"] != "flagged", "status"].value_counts()
+    left = int(statuses.sum())
+    detail = ", ".join(f"{n:,} {str(status).replace('_', ' ')}" for status, n in statuses.items())
+    return (f"{shown:,} flagged disparit{'y' if shown == 1 else 'ies'} shown; {left:,} not flagged"
+            + (f" ({detail})" if left else "") + ("; --all shows every one" if left else ""))
 
 
 @app.command("fairness")
@@ -805,12 +970,18 @@ def fairness_cmd(
     = None,
     window: Annotated[str, typer.Option("--window", "-w", metavar="LENGTH", help="Window length: 1d, 7d, 30d...")]
     = "30d",
+    segment: SegmentOption = None,
     what: Annotated[str, typer.Option("--show", help="summary, groups, disparities or representation.")]
     = "summary",
+    every: Annotated[bool, typer.Option(
+        "--all", help="With --show disparities: every disparity, not only the flagged ones.")] = False,
     fmt: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
     """Bias and fairness per window: group metrics, disparities with confidence intervals, representation.\f
+
+    ``--show disparities`` lists the flagged disparities as one table (``--all``: every one) and says how
+    many were not flagged; exports (``--format``) hold the same rows.
 
     >>> from typer.testing import CliRunner
     >>> CliRunner().invoke(app, ["fairness", "--help"]).exit_code
@@ -820,22 +991,37 @@ def fairness_cmd(
               "representation": "representation"}
     if what not in frames:
         raise typer.BadParameter(f"choose one of {list(frames)}", param_hint="--show")
-    try:
-        parse_window(window)
-    except VigilError as err:
-        raise typer.BadParameter(str(err), param_hint="--window") from None
+    _check_window(window)
     fmt = _resolve_format(fmt, output)
+    options: dict[str, Any] = {"version": version, "protected": _split(protected) or None, "window": window}
+    if segment is not None:
+        options["segment"] = segment
     with _open(ctx, must_exist=True) as store:
-        result = store.fairness(model, version, protected=_split(protected) or None, window=window)
+        result = store.fairness(model, **options)
     frame = getattr(result, frames[what])
+    title = f"Fairness of {model} version {result.version}: {what} per {window} window (UTC)"
+    note = None
+    if what == "disparities" and not every and "status" in frame.columns:
+        all_rows, frame = frame, frame[frame["status"] == "flagged"].reset_index(drop=True)
+        note = _not_flagged_line(all_rows, len(frame))
+        title = f"Fairness of {model} version {result.version}: flagged disparities per {window} window (UTC)"
     if fmt is not Format.table:
         _emit(frame, fmt, output, f"{what} rows")
+        if note:
+            typer.echo(note, err=True)
         return
-    if frame.empty:
+    if frame.empty and note is None:
         typer.echo(f"no labelled events of {model} to measure fairness on")
         return
-    _print_table(frame, f"Fairness of {model} version {result.version}: {what} per {window} window (UTC)",
-                 False, "")
+    if what == "disparities":
+        if len(frame):
+            _print_table(_disparity_table(frame, with_status=every), title, False, "", blocks=False)
+        else:
+            typer.echo(f"no flagged disparities for {model} version {result.version}")
+    else:
+        _print_table(frame, title, False, "")
+    if note:
+        typer.echo(note)
 
 
 # -- demo ----------------------------------------------------------------------------------------------
@@ -855,11 +1041,14 @@ def demo(
     home: Annotated[Path | None, typer.Option("--home", metavar="DIR", help="Build the demo here.",
                                               show_default="the global --home, $VIGIL_HOME or ./vigil-data")]
     = None,
-    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Open the dashboard afterwards.")] = True,
+    serve: Annotated[bool, typer.Option(
+        "--serve/--no-serve", help="Serve a dashboard afterwards. There is none in this version: the command "
+                                   "prints its summary and exits either way.")] = False,
     days: Annotated[int, typer.Option("--days", min=1, max=3650, help="Days of simulated traffic.")] = 60,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 0,
 ) -> None:
-    """Build a demo project: an income model on UCI Adult with drifting traffic, late labels, a few bad rows.\f
+    """Build a demo project (an income model on UCI Adult with drifting traffic, late labels, a few bad rows), print
+    a summary and commands to try, and exit; no dashboard is served in this version.\f
 
     >>> from typer.testing import CliRunner
     >>> CliRunner().invoke(app, ["demo", "--help"]).exit_code

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
+from vigil.core import monitoring
 from vigil.core import profiles as prof
-from vigil.core.frames import to_arrow
 from vigil.core.metrics import drift as drift_metrics
 from vigil.core.schema import Kind, Role, Schema
 from vigil.services.monitoring import performance_metrics
+from vigil.services.sources import load_table
 
 
 @dataclass
@@ -73,8 +73,15 @@ def compare(reference: Any, current: Any, *, schema: Schema | None = None, targe
     With a ``schema`` (e.g. ``store.schema("credit")``) its roles decide what
     is compared; without one, every shared column is compared (typed by
     dtype), and ``target``, ``prediction`` and ``scores`` name the columns
-    that give performance. Defaults decide drift on effect sizes (see
-    :data:`vigil.core.metrics.drift.DEFAULTS`).
+    that give performance.
+
+    Drift is :func:`vigil.core.metrics.drift.drift_table`'s: a column drifts
+    when its effect size reaches the threshold (:data:`~vigil.core.metrics.drift.DEFAULTS`)
+    *and* its test gives p < 0.01, with at least 30 values on each side;
+    ``status`` is "drift", "ok" or "insufficient_data" (then ``drifted`` is
+    None). Integrity is :func:`vigil.core.monitoring.integrity_metrics` on
+    profiles of both frames binned as the store bins a baseline, so the
+    figures are those ``store.integrity`` gives for the same rows.
     """
     ref_df, cur_df = _pandas(reference), _pandas(current)
     if schema is not None:
@@ -96,6 +103,8 @@ def compare(reference: Any, current: Any, *, schema: Schema | None = None, targe
     else:
         drift = drift_metrics.drift_table(ref_df, cur_df, numeric=numeric, categorical=categorical,
                                           methods=methods, thresholds=thresholds)
+    drift.insert(drift.columns.get_loc("drifted") + 1, "status",
+                 [_status(d) for d in drift["drifted"]])
     performance = _performance(ref_df, cur_df, schema, target, prediction, score_list)
     integrity = _integrity(ref_df, cur_df, [c for c in shared if c in drift["column"].values],
                            set(drift[drift["kind"] == "numeric"]["column"]))
@@ -104,8 +113,14 @@ def compare(reference: Any, current: Any, *, schema: Schema | None = None, targe
     return Comparison(drift=drift, performance=performance, integrity=integrity, meta=meta)
 
 
+def _status(drifted: Any) -> str:
+    if drifted is None or drifted is pd.NA or (isinstance(drifted, float) and np.isnan(drifted)):
+        return "insufficient_data"
+    return "drift" if drifted else "ok"
+
+
 def _pandas(data: Any) -> pd.DataFrame:
-    return data if isinstance(data, pd.DataFrame) else to_arrow(data).to_pandas()
+    return data if isinstance(data, pd.DataFrame) else load_table(data).to_pandas()
 
 
 def _performance(ref: pd.DataFrame, cur: pd.DataFrame, schema: Schema | None, target: str | None,
@@ -150,21 +165,25 @@ def _profile(schema: Schema, frame: pd.DataFrame, prediction: str | None, scores
 
 
 def _integrity(ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str], numeric: set[str]) -> pd.DataFrame:
+    """Integrity per column from profiles of both frames, as the store computes it (the reference against itself
+    in the ``reference`` column)."""
     rows = []
     for col in columns:
-        rows.append({"column": col, "metric": "missing_rate", "reference": float(ref[col].isna().mean()),
-                     "current": float(cur[col].isna().mean())})
         if col in numeric:
-            r, c = ref[col].to_numpy(float), cur[col].to_numpy(float)
-            lo, hi = np.nanmin(r), np.nanmax(r)
-            finite = c[np.isfinite(c)]
-            rows.append({"column": col, "metric": "out_of_range_rate", "reference": 0.0,
-                         "current": float(((finite < lo) | (finite > hi)).mean()) if len(finite) else np.nan})
+            values = (ref[col].to_numpy(dtype=float, na_value=np.nan), cur[col].to_numpy(dtype=float, na_value=np.nan))
+            edges, _ = monitoring.baseline_edges(values[0])
+            ref_p, cur_p = (prof.NumericProfile(edges=edges if edges.size else None).update(v) for v in values)
+            metrics = ("missing_rate", "out_of_range_rate", "outlier_rate")
         else:
-            known = set(pa.array(ref[col].astype("string").dropna()).unique().to_pylist())
-            values = cur[col].astype("string").dropna()
-            rows.append({"column": col, "metric": "unseen_category_rate", "reference": 0.0,
-                         "current": float((~values.isin(known)).mean()) if len(values) else np.nan})
+            values = (ref[col].astype("string"), cur[col].astype("string"))
+            cap = max(1000, sum(int(v.nunique()) for v in values))  # exact counts, however many categories
+            ref_p, cur_p = (prof.CategoricalProfile(cap=cap).update(v) for v in values)
+            metrics = ("missing_rate", "unseen_category_rate")
+        before = monitoring.integrity_metrics(ref_p, ref_p)
+        after = monitoring.integrity_metrics(cur_p, ref_p)
+        for metric in metrics:
+            rows.append({"column": col, "metric": metric, "reference": before.get(metric, np.nan),
+                         "current": after.get(metric, np.nan)})
     frame = pd.DataFrame(rows, columns=["column", "metric", "reference", "current"])
     frame["value"] = frame["current"]
     return frame

@@ -35,6 +35,8 @@ import plotly.graph_objects as go
 import plotly.offline
 from plotly.subplots import make_subplots
 
+from vigil.errors import VigilError
+
 __all__ = [
     "Report",
     "Section",
@@ -42,6 +44,7 @@ __all__ = [
     "build_report",
     "drift_heatmap",
     "drift_summary_table",
+    "fairness_figure",
     "integrity_figure",
     "latest_drift",
     "performance_figure",
@@ -77,6 +80,15 @@ FAIRNESS_NAMES = {"demographic_parity_difference": "parity diff.", "demographic_
                   "calibration_gap_difference": "calibration diff.", "four_fifths_passed": "four-fifths"}
 #: Features shown in the explanations section.
 TOP_FEATURES = 10
+#: At most this many date ticks on a time axis (ticks fall on window starts, every k-th window beyond).
+MAX_TICKS = 12
+#: How a line that repeats another one's values is drawn, so that it stays visible on top of it.
+DUPLICATE_DASHES = ("dash", "dot", "dashdot", "longdash")
+DUPLICATE_SYMBOLS = ("circle-open", "square-open", "diamond-open", "triangle-up-open")
+#: What the quarantined-rows count of a window counts when the integrity frame does not say.
+QUARANTINE_COUNTED_BY = "refusal time"
+#: Integrity-frame columns that may carry a metric's value on the training data.
+TRAINING_COLUMNS = ("training", "baseline", "training_value")
 
 #: Colour of the value / threshold ratio: greens below the threshold, reds from it on (capped at 2).
 DRIFT_RATIO_CAP = 2.0
@@ -117,6 +129,7 @@ CSS = """
 .vigil-report table.data td.num{text-align:right;font-variant-numeric:tabular-nums}
 .vigil-report table.data tr.flag td{background:#fff1f1}
 .vigil-report table.data td.flag{color:#b91c1c;font-weight:600}
+.vigil-report table.data td.pass{color:#15803d;font-weight:600}
 .vigil-report .figure{margin:6px 0}
 .vigil-report footer{margin-top:32px;color:#9aa5b1;font-size:.8em}
 @media print{.vigil-report section{break-inside:avoid}.vigil-report nav{display:none}}
@@ -231,6 +244,147 @@ def _named(name: str, segment: Any, segments: list[Any]) -> str:
     return name if len(segments) < 2 else f"{name} ({segment})"
 
 
+# -- windows: which are complete, and the time axis --------------------------------------------------------
+
+
+def _naive(value: Any) -> pd.Timestamp:
+    """A time as a naive UTC timestamp (frames carry aware and naive window starts alike)."""
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def _starts(windows: Iterable[Any]) -> list[pd.Timestamp]:
+    return sorted({_naive(w) for w in windows if w is not None and not pd.isna(w)})
+
+
+def _window_length(window: Any) -> pd.Timedelta | None:
+    """The length of a window like ``"1w"`` or a timedelta (None when it is neither).
+
+    >>> _window_length("1w"), _window_length("6h"), _window_length(None)
+    (Timedelta('7 days 00:00:00'), Timedelta('0 days 06:00:00'), None)
+    """
+    if window is None:
+        return None
+    if isinstance(window, dt.timedelta):
+        return pd.Timedelta(window)
+    from vigil.services.monitoring import parse_window
+
+    try:
+        return pd.Timedelta(parse_window(str(window))[1])
+    except VigilError:
+        return None
+
+
+def _inferred_length(windows: Iterable[Any]) -> pd.Timedelta | None:
+    """The smallest gap between window starts: their length when no window text is given."""
+    starts = _starts(windows)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False) if b > a]
+    return min(gaps) if gaps else None
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """Windows of one length and where the data ends: a window is complete once the data ends past its end.
+
+    Without the last event's time, the report's generation time stands in for it (a window that ends
+    later is partial for sure). With only partial windows, the last one is used and called partial.
+
+    >>> t = _Timeline(pd.Timedelta(days=7), None, pd.Timestamp("2026-12-01 23:47"), pd.Timestamp("2026-12-02"))
+    >>> weeks = pd.to_datetime(["2026-11-16", "2026-11-23", "2026-11-30"], utc=True)
+    >>> t.complete(weeks[1]), t.complete(weeks[2])
+    (True, False)
+    >>> t.describe(*t.pick(weeks))
+    '2026-11-23 (the last complete window)'
+    >>> t.describe(*t.pick(weeks[2:]))
+    '2026-11-30 (partial)'
+    """
+
+    length: pd.Timedelta | None
+    first_event: pd.Timestamp | None
+    last_event: pd.Timestamp | None
+    now: pd.Timestamp
+
+    @property
+    def data_end(self) -> pd.Timestamp:
+        """The last event's time, or the generation time when it is not known."""
+        return self.last_event if self.last_event is not None else self.now
+
+    def of(self, length: pd.Timedelta | None) -> _Timeline:
+        """The same data with windows of another length (None keeps this one)."""
+        return self if length is None else _Timeline(length, self.first_event, self.last_event, self.now)
+
+    def complete(self, window: Any) -> bool:
+        """Whether the data runs past the window's end (True when the length is unknown: no claim made)."""
+        return self.length is None or self.data_end >= _naive(window) + self.length
+
+    def pick(self, windows: Iterable[Any]) -> tuple[pd.Timestamp, bool]:
+        """The last complete window of ``windows`` and True, else the last one and False."""
+        starts = _starts(windows)
+        done = [w for w in starts if self.complete(w)]
+        return (done[-1], True) if done else (starts[-1], False)
+
+    def describe(self, window: Any, complete: bool) -> str:
+        """A window's label saying whether it is the last complete one or partial."""
+        label = _window_labels([window])[0]
+        return f"{label} (the last complete window)" if complete else f"{label} (partial)"
+
+
+def _timeline(window: Any = None, data_end: Any = None, windows: Iterable[Any] = (),
+              data_start: Any = None) -> _Timeline:
+    length = _window_length(window) or _inferred_length(windows)
+    return _Timeline(length, None if data_start is None else _naive(data_start),
+                     None if data_end is None else _naive(data_end), _naive(dt.datetime.now(dt.UTC)))
+
+
+def _time_axis(fig: go.Figure, windows: Iterable[Any], timeline: _Timeline) -> None:
+    """Ticks on the window starts (a Monday and every 7 days for weekly windows; every k-th window when many),
+    and partial windows shaded and labelled."""
+    starts = _starts(windows)
+    if not starts:
+        return
+    length = timeline.length
+    if length is not None:
+        step = max(1, math.ceil(len(starts) / MAX_TICKS))
+        daily = length % pd.Timedelta(days=1) == pd.Timedelta(0) and all(s == s.normalize() for s in starts)
+        fig.update_xaxes(type="date", tickmode="linear", tick0=starts[0].isoformat(),
+                         dtick=step * length / pd.Timedelta(milliseconds=1),
+                         tickformat="%Y-%m-%d" if daily else "%Y-%m-%d %H:%M")
+        partial = [s for s in starts if not timeline.complete(s)]
+        if partial:  # shaded from the first partial window's start to where the data ends
+            end = max(partial[-1], min(partial[-1] + length, timeline.data_end))
+            fig.add_vrect(x0=partial[0].isoformat(), x1=end.isoformat(), fillcolor="#9aa5b1",
+                          opacity=0.12, line_width=0, layer="below", annotation_text="partial",
+                          annotation_position="top left", annotation_font={"size": 10, "color": "#616e7c"})
+
+
+def _keep_visible(fig: go.Figure) -> go.Figure:
+    """Lines that repeat an earlier line's values exactly are dashed with open markers and say so in the legend.
+
+    >>> fig = go.Figure([go.Scatter(x=[1, 2], y=[0.1, 0.2], name="occupation"),
+    ...                  go.Scatter(x=[1, 2], y=[0.1, 0.2], name="workclass")])
+    >>> [t.name for t in _keep_visible(fig).data], fig.data[1].line.dash
+    (['occupation', 'workclass (identical to occupation)'], 'dash')
+    """
+    seen: dict[tuple[Any, ...], str] = {}
+    repeats = 0
+    for trace in fig.data:
+        if trace.type != "scatter" or trace.y is None or trace.x is None:
+            continue
+        if not np.isfinite(np.asarray(trace.y, dtype=float)).any():  # no points: nothing to hide or be hidden
+            continue
+        key = (tuple(str(v) for v in trace.x), tuple(f"{float(v):.9g}" for v in trace.y))
+        if key in seen:
+            trace.name = f"{trace.name} (identical to {seen[key]})"
+            trace.line.dash = DUPLICATE_DASHES[repeats % len(DUPLICATE_DASHES)]
+            trace.line.width = 3
+            trace.marker.symbol = DUPLICATE_SYMBOLS[repeats % len(DUPLICATE_SYMBOLS)]
+            trace.marker.size = 11
+            repeats += 1
+        else:
+            seen[key] = str(trace.name)
+    return fig
+
+
 # -- figures ---------------------------------------------------------------------------------------------
 
 
@@ -242,8 +396,13 @@ def _performance_metrics(perf: pd.DataFrame, metrics: Sequence[str]) -> list[str
     return chosen
 
 
-def performance_figure(perf: pd.DataFrame | None, metrics: Sequence[str] = ("accuracy", "roc_auc", "f1")) -> go.Figure:
+def performance_figure(perf: pd.DataFrame | None, metrics: Sequence[str] = ("accuracy", "roc_auc", "f1"), *,
+                       window: str | None = None, data_end: Any = None) -> go.Figure:
     """Lines of model quality over the windows, one per metric (MAE, RMSE, R² for a regression frame).
+
+    ``window`` (the window length, text or timedelta, else inferred from the starts) puts the ticks on the
+    window starts;
+    ``data_end`` (the last event's time) shades the windows it does not cover to their end as partial.
 
     >>> perf = pd.DataFrame({"window": pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True), "segment": "all",
     ...                      "metric": "accuracy", "value": [0.91, 0.87], "labelled": [40, 35], "events": [50, 50]})
@@ -271,6 +430,8 @@ def performance_figure(perf: pd.DataFrame | None, metrics: Sequence[str] = ("acc
                 customdata=custom,
                 hovertemplate=(f"<b>{_esc(name)}</b> %{{y:.4f}}<br>window %{{x|%Y-%m-%d %H:%M}} UTC<br>"
                                "%{customdata[0]} labelled of %{customdata[1]} events<extra></extra>")))
+    _keep_visible(fig)
+    _time_axis(fig, frame["window"], _timeline(window, data_end, frame["window"]))
     fig.update_xaxes(title_text="window start (UTC)")
     fig.update_yaxes(title_text="value")
     return fig
@@ -346,8 +507,9 @@ def drift_heatmap(drift: pd.DataFrame | None) -> go.Figure:
     return fig
 
 
-def latest_drift(drift: pd.DataFrame | None) -> pd.DataFrame:
-    """The latest window's drift, one row per column: drifted first, then by value / threshold, largest first.
+def latest_drift(drift: pd.DataFrame | None, window: Any = None) -> pd.DataFrame:
+    """The latest window's drift (or ``window``'s), one row per column: drifted first, then by value / threshold,
+    largest first.
 
     >>> drift = pd.DataFrame({"window": pd.to_datetime(["2026-01-02", "2026-01-02"], utc=True),
     ...                       "column": ["age", "sex"], "method": ["wasserstein", "js_distance"],
@@ -359,7 +521,8 @@ def latest_drift(drift: pd.DataFrame | None) -> pd.DataFrame:
     if not _has(drift):
         return pd.DataFrame(columns=columns)
     frame = _drift_frame(drift)
-    latest = frame[frame["window"] == frame["window"].max()]
+    chosen = frame["window"].max() if window is None else window
+    latest = frame[[_naive(w) == _naive(chosen) for w in frame["window"]]]
     latest = latest.assign(_drifted=latest["drifted"].astype(bool)).sort_values(
         ["_drifted", "ratio"], ascending=[False, False], kind="stable")
     if len(_segments(latest)) > 1:
@@ -397,8 +560,11 @@ def _pivot(frame: pd.DataFrame, index: str = "window") -> pd.DataFrame:
     return frame.pivot_table(index=index, columns="metric", values="value", aggfunc="first", sort=True)
 
 
-def traffic_figure(traffic: pd.DataFrame | None) -> go.Figure:
+def traffic_figure(traffic: pd.DataFrame | None, *, window: str | None = None, data_end: Any = None) -> go.Figure:
     """Events per window (bars) and label coverage (a line, on a second axis in percent).
+
+    ``window`` and ``data_end`` as for :func:`performance_figure`: ticks on the window starts, partial
+    windows shaded.
 
     >>> traffic = pd.DataFrame({"window": pd.to_datetime(["2026-01-01"] * 2, utc=True), "segment": "all",
     ...                         "metric": ["events", "label_coverage"], "value": [120.0, 0.5]})
@@ -426,6 +592,7 @@ def traffic_figure(traffic: pd.DataFrame | None) -> go.Figure:
                 customdata=[_fmt(v) for v in labelled],
                 hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>label coverage %{y:.1%}<br>%{customdata} labelled"
                               "<extra></extra>"), secondary_y=True)
+    _time_axis(fig, traffic["window"], _timeline(window, data_end, traffic["window"]))
     fig.update_xaxes(title_text="window start (UTC)")
     fig.update_yaxes(title_text="events", secondary_y=False, rangemode="tozero")
     fig.update_yaxes(title_text="label coverage", secondary_y=True, range=[0, 1.05], tickformat=".0%", dtick=0.25,
@@ -433,8 +600,12 @@ def traffic_figure(traffic: pd.DataFrame | None) -> go.Figure:
     return fig
 
 
-def integrity_figure(integrity: pd.DataFrame | None) -> go.Figure:
+def integrity_figure(integrity: pd.DataFrame | None, *, window: str | None = None,
+                     data_end: Any = None) -> go.Figure:
     """Missing rate per column over the windows: one line per column that has missing values at all.
+
+    A column whose line repeats another's exactly (values missing together) is dashed and named
+    "identical to ..." in the legend. ``window`` and ``data_end`` as for :func:`performance_figure`.
 
     >>> integrity = pd.DataFrame({"window": pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True),
     ...                           "segment": "all", "column": "age", "metric": "missing_rate", "value": [0.0, 0.2]})
@@ -461,8 +632,43 @@ def integrity_figure(integrity: pd.DataFrame | None) -> go.Figure:
                               "<extra></extra>"))
     if not traced:
         return _empty(fig, "No missing values in any monitored column")
+    _keep_visible(fig)
+    _time_axis(fig, missing["window"], _timeline(window, data_end, missing["window"]))
     fig.update_xaxes(title_text="window start (UTC)")
     fig.update_yaxes(title_text="missing rate", tickformat=".1%", rangemode="tozero")
+    return fig
+
+
+def fairness_figure(by_group: pd.DataFrame | None, attribute: str, metric: str = "selection_rate", *,
+                    window: str | None = None, data_end: Any = None) -> go.Figure:
+    """One line per group of ``attribute``: ``metric`` per window, from a fairness result's ``by_group`` frame.
+
+    A group too small to measure in a window has no point there (and no line if it never is); ``window`` and
+    ``data_end`` as for :func:`performance_figure`.
+
+    >>> by_group = pd.DataFrame({"window": pd.to_datetime(["2026-01-05", "2026-01-05"]), "attribute": "sex",
+    ...                          "group": ["F", "M"], "selection_rate": [0.2, 0.2], "count": [50, 60]})
+    >>> [t.name for t in fairness_figure(by_group, "sex").data]
+    ['F', 'M (identical to F)']
+    """
+    label = metric.replace("_", " ")
+    fig = _base_figure(f"{label.capitalize()} by {attribute} per window", 360)
+    if not _has(by_group) or metric not in by_group.columns:
+        return _empty(fig, "No fairness results")
+    frame = by_group[by_group["attribute"] == attribute].sort_values("window", kind="stable")
+    for group, part in frame.groupby("group", sort=True):
+        if not np.isfinite(part[metric].astype(float)).any():  # never large enough to measure: no line
+            continue
+        counts = part["count"] if "count" in part.columns else pd.Series(np.nan, index=part.index)
+        fig.add_trace(go.Scatter(
+            x=_utc(part["window"]), y=part[metric].astype(float), mode="lines+markers", name=str(group),
+            customdata=[_fmt(v) for v in counts],
+            hovertemplate=(f"<b>{_esc(group)}</b> {label} %{{y:.3f}}<br>window %{{x|%Y-%m-%d %H:%M}} UTC<br>"
+                           "%{customdata} labelled events<extra></extra>")))
+    _keep_visible(fig)
+    _time_axis(fig, frame["window"], _timeline(window, data_end, frame["window"]))
+    fig.update_xaxes(title_text="window start (UTC)")
+    fig.update_yaxes(title_text=label, rangemode="tozero")
     return fig
 
 
@@ -487,7 +693,9 @@ class Tile:
 class Section:
     """A part of a report: a heading, then headline tiles, a note, a Plotly figure and a table, each optional.
 
-    The table is a DataFrame rendered as an HTML table with every cell escaped.
+    The table is a DataFrame rendered as an HTML table with every cell escaped; ``passes`` names its boolean
+    columns that are checks passed when true (shown green, and red when false; by default those whose name
+    holds "pass").
 
     >>> s = Section("Traffic", table=pd.DataFrame({"events": [3]}), note="<b> is escaped")
     >>> "&lt;b&gt;" in Report("r", [s]).html
@@ -499,6 +707,7 @@ class Section:
     table: pd.DataFrame | None = None
     note: str | None = None
     tiles: Sequence[Tile] = field(default_factory=tuple)
+    passes: Sequence[str] | None = None
 
     @property
     def anchor(self) -> str:
@@ -507,20 +716,31 @@ class Section:
         return f"section-{slug or 'untitled'}"
 
 
-def table_html(frame: pd.DataFrame) -> str:
+def table_html(frame: pd.DataFrame, *, passes: Iterable[str] | None = None) -> str:
     """A DataFrame as an HTML table, every cell escaped; a row with a true boolean cell is flagged.
+
+    A boolean column named in ``passes`` (by default those whose name holds "pass") is a check: true is a
+    pass, shown green, and false flags the row.
 
     >>> table_html(pd.DataFrame({"column": ["<age>"], "drifted": [True]}))
     '<table class="data"><thead><tr><th>column</th><th>drifted</th></tr></thead><tbody><tr class="flag"><td>&lt;age&gt;</td><td class="flag">yes</td></tr></tbody></table>'
-    """  # noqa: E501 - the doctest's expected line
+    >>> table_html(pd.DataFrame({"four-fifths": [True]}), passes=["four-fifths"])
+    '<table class="data"><thead><tr><th>four-fifths</th></tr></thead><tbody><tr><td class="pass">yes</td></tr></tbody></table>'
+    """  # noqa: E501 - the doctests' expected lines
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.name is not None:
         frame = frame.reset_index()
+    checks = ({str(c) for c in frame.columns if "pass" in str(c).lower()} if passes is None
+              else {str(c) for c in passes})
+    is_check = [str(c) in checks for c in frame.columns]
     head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
     body = []
     for record in frame.itertuples(index=False, name=None):
         cells, flagged = [], False
-        for value in record:
-            if isinstance(value, bool | np.bool_):
+        for value, check in zip(record, is_check, strict=True):
+            if isinstance(value, bool | np.bool_) and check:
+                flagged = flagged or not bool(value)
+                cls = ' class="pass"' if value else ' class="flag"'
+            elif isinstance(value, bool | np.bool_):
                 flagged = flagged or bool(value)
                 cls = ' class="flag"' if value else ""
             elif isinstance(value, numbers.Number):
@@ -595,7 +815,7 @@ class Report:
                 figure_index += 1
                 parts.append(f'<div class="figure">{div}</div>')
             if section.table is not None:
-                parts.append(table_html(section.table))
+                parts.append(table_html(section.table, passes=section.passes))
             parts.append("</section>")
         parts.append("<footer>A self-contained Vigil monitoring report: the charts are interactive "
                      "and need no network.</footer>")
@@ -648,18 +868,48 @@ class Report:
 # -- assembling a report from the frames -----------------------------------------------------------------
 
 
-def _latest_performance(perf: pd.DataFrame) -> tuple[pd.Timestamp, pd.DataFrame]:
-    """The latest window with at least ``MIN_LABELLED`` labelled events (else the latest with any) and its rows.
-
-    With several segments, the segment of all events (else the first one).
-    """
-    frame = perf
+def _main_segment(frame: pd.DataFrame) -> pd.DataFrame:
+    """With several segments, the rows of the segment of all events (else of the first one)."""
     segments = _segments(frame)
     if len(segments) > 1:
-        frame = frame[frame["segment"] == ("all" if "all" in segments else segments[0])]
-    enough = frame[frame["labelled"] >= MIN_LABELLED] if "labelled" in frame.columns else frame
-    latest = (enough if len(enough) else frame)["window"].max()
-    return latest, frame[frame["window"] == latest]
+        return frame[frame["segment"] == ("all" if "all" in segments else segments[0])]
+    return frame
+
+
+def _at(frame: pd.DataFrame, window: Any) -> pd.DataFrame:
+    """The rows of one window (aware and naive window starts alike)."""
+    return frame[(_utc(frame["window"]) == _naive(window)).to_numpy()]
+
+
+def _length_text(length: pd.Timedelta | None) -> str | None:
+    """``"7d"``, ``"6h"``... for a window length.
+
+    >>> _length_text(pd.Timedelta(days=30)), _length_text(pd.Timedelta(hours=6)), _length_text(None)
+    ('30d', '6h', None)
+    """
+    if length is None:
+        return None
+    if length % pd.Timedelta(days=1) == pd.Timedelta(0):
+        return f"{length // pd.Timedelta(days=1)}d"
+    return f"{length // pd.Timedelta(hours=1)}h"
+
+
+def _latest_performance(perf: pd.DataFrame, timeline: _Timeline) -> tuple[pd.Timestamp, bool, pd.DataFrame]:
+    """The window the performance headline reads, whether it is complete, and its rows.
+
+    Among the complete windows (all of them when none is), the latest with at least ``MIN_LABELLED``
+    labelled events, else the latest; with several segments, the segment of all events.
+    """
+    frame = _main_segment(perf)
+    starts = _starts(frame["window"])
+    pool = [w for w in starts if timeline.complete(w)] or starts
+    if "labelled" in frame.columns:
+        labelled = frame.groupby(_utc(frame["window"]).to_numpy())["labelled"].max()
+        enough = [w for w in pool if labelled.get(w, 0) >= MIN_LABELLED]
+    else:
+        enough = pool
+    chosen = (enough or pool)[-1]
+    return chosen, timeline.complete(chosen), _at(frame, chosen)
 
 
 def _metric_tile(rows: pd.DataFrame, metric: str, when: str) -> Tile | None:
@@ -672,80 +922,110 @@ def _metric_tile(rows: pd.DataFrame, metric: str, when: str) -> Tile | None:
     return Tile(METRIC_NAMES.get(metric, metric), f"{float(hit['value'].iloc[0]):.3f}", detail)
 
 
-def _traffic_totals(traffic: pd.DataFrame) -> dict[str, Any]:
-    frame = traffic
-    segments = _segments(frame)
-    if len(segments) > 1:
-        frame = frame[frame["segment"] == ("all" if "all" in segments else segments[0])]
-    wide = _pivot(frame)
+def _traffic_totals(traffic: pd.DataFrame, timeline: _Timeline) -> dict[str, Any]:
+    wide = _pivot(_main_segment(traffic))
+    wide.index = pd.DatetimeIndex(_utc(wide.index))
     events = float(wide["events"].sum()) if "events" in wide else float("nan")
     labelled = float(wide["labelled"].sum()) if "labelled" in wide else float("nan")
-    latest = wide.index.max()
+    window, complete = timeline.pick(wide.index)
     coverage = wide["label_coverage"] if "label_coverage" in wide else pd.Series(dtype=float)
     delays = (wide["label_delay_hours_median"].dropna() if "label_delay_hours_median" in wide
               else pd.Series(dtype=float))
-    return {"events": events, "labelled": labelled, "windows": len(wide), "latest": latest,
-            "latest_coverage": float(coverage.get(latest, float("nan"))),
+    return {"events": events, "labelled": labelled, "windows": len(wide), "window": window, "complete": complete,
+            "coverage": float(coverage.get(window, float("nan"))),
             "overall_coverage": labelled / events if events else float("nan"),
             "delay": float(delays.iloc[-1]) if len(delays) else float("nan"),
             "delay_window": delays.index[-1] if len(delays) else None}
 
 
+def _counted_by(integrity: pd.DataFrame) -> str:
+    """What a window's quarantined rows are counted by: as the frame says (a ``counted_by`` column or
+    attribute), else by refusal time."""
+    said: Any = None
+    if "counted_by" in integrity.columns:
+        values = integrity.loc[integrity["metric"] == "quarantined_rows", "counted_by"].dropna()
+        said = values.iloc[0] if len(values) else None
+    said = said if said is not None else integrity.attrs.get("counted_by")
+    return str(said).replace("_", " ") if said else QUARANTINE_COUNTED_BY
+
+
+def _training_column(integrity: pd.DataFrame) -> str | None:
+    """The integrity frame's column holding each metric's value on the training data, if it has one."""
+    for name in TRAINING_COLUMNS:
+        if name in integrity.columns and pd.api.types.is_numeric_dtype(integrity[name]):
+            return name
+    return None
+
+
 def _summary_section(performance: pd.DataFrame | None, drift: pd.DataFrame | None,
-                     integrity: pd.DataFrame | None, traffic: pd.DataFrame | None) -> Section:
+                     integrity: pd.DataFrame | None, traffic: pd.DataFrame | None, timeline: _Timeline) -> Section:
     tiles: list[Tile] = []
     notes: list[str] = []
     if _has(drift):
-        latest = latest_drift(drift)
-        when = _window_labels([drift["window"].max()])[0]
+        window, complete = timeline.pick(drift["window"])
+        when = timeline.describe(window, complete)
+        latest = latest_drift(drift, window)
         drifted = latest[latest["drifted"]]
-        tiles.append(Tile("Drifted columns", f"{len(drifted)} of {len(latest)}", f"latest window {when}",
+        tiles.append(Tile("Drifted columns", f"{len(drifted)} of {len(latest)}", f"window {when}",
                           alert=bool(len(drifted))))
         if len(drifted):
-            notes.append(f"Drifted in the latest window ({when}): {', '.join(map(str, drifted['column']))}.")
+            notes.append(f"Drifted in window {when}: {', '.join(map(str, drifted['column']))}.")
         else:
-            notes.append(f"No column drifted in the latest window ({when}).")
+            notes.append(f"No column drifted in window {when}.")
     else:
         tiles.append(Tile("Drifted columns", "–", "no drift results"))
     if _has(performance):
-        latest_window, rows = _latest_performance(performance)
-        when = _window_labels([latest_window])[0]
+        window, complete, rows = _latest_performance(performance, timeline)
+        when = _window_labels([window])[0] + ("" if complete else " (partial)")
         metrics = ("accuracy", "roc_auc") if rows["metric"].isin(["accuracy", "roc_auc"]).any() else ("mae",)
         tiles += [t for t in (_metric_tile(rows, m, when) for m in metrics) if t is not None]
     else:
         tiles.append(Tile("Performance", "–", "no labelled events yet"))
         notes.append(NO_LABELS)
     if _has(traffic):
-        totals = _traffic_totals(traffic)
-        tiles.append(Tile("Label coverage", _pct(totals["latest_coverage"]),
-                          f"latest window; {_pct(totals['overall_coverage'])} over the period"))
+        totals = _traffic_totals(traffic, timeline)
+        tiles.append(Tile("Label coverage", _pct(totals["coverage"]),
+                          f"window {timeline.describe(totals['window'], totals['complete'])}; "
+                          f"{_pct(totals['overall_coverage'])} over the period"))
         tiles.append(Tile("Events", _fmt(totals["events"]), f"in {totals['windows']} windows"))
     else:
         tiles.append(Tile("Events", "0", "no events in the period"))
     if _has(integrity):
         quarantined = integrity[integrity["metric"] == "quarantined_rows"]["value"].sum()
-        tiles.append(Tile("Quarantined rows", _fmt(float(quarantined)), "refused at ingestion, in the period",
+        tiles.append(Tile("Quarantined rows", _fmt(float(quarantined)),
+                          f"refused at ingestion in the period, counted by {_counted_by(integrity)}",
                           alert=bool(quarantined)))
+    starts = _starts(w for f in (performance, drift, integrity, traffic) if _has(f) and "window" in f.columns
+                     for w in f["window"])
+    partial = [w for w in starts if not timeline.complete(w)]
+    if partial and len(partial) < len(starts):
+        end = f" (the data ends {_fmt(timeline.last_event)} UTC)" if timeline.last_event is not None else ""
+        notes.append(f"The figures above are of the last complete window; the window from "
+                     f"{_window_labels(partial[:1])[0]} on is partial{end}.")
+    elif partial:
+        notes.append("Every window is partial (the data does not yet cover one whole window): the figures above "
+                     "are of the last one.")
     return Section("Summary", tiles=tiles, note="\n".join(notes) or None)
 
 
-def _performance_section(performance: pd.DataFrame | None) -> Section:
+def _performance_section(performance: pd.DataFrame | None, timeline: _Timeline) -> Section:
     if not _has(performance):
         return Section("Performance", note=NO_LABELS)
-    latest_window, rows = _latest_performance(performance)
-    when = _window_labels([latest_window])[0]
+    window, complete, rows = _latest_performance(performance, timeline)
+    when = _window_labels([window])[0] + ("" if complete else ", partial")
     table = pd.DataFrame({"metric": [METRIC_NAMES.get(m, m) for m in rows["metric"]],
                           "value": rows["value"].astype(float).to_numpy()})
     labelled = int(rows["labelled"].iloc[0]) if "labelled" in rows.columns else None
     windows = performance["window"].nunique()
-    note = (f"Quality on labelled events, in {windows} window(s) with labels; the table is the latest window with "
-            f"at least {MIN_LABELLED} labelled events, or else the latest with any ({when}"
+    note = (f"Quality on labelled events, in {windows} window(s) with labels; the table is the latest complete "
+            f"window with at least {MIN_LABELLED} labelled events, or else the latest complete one ({when}"
             + (f", {labelled:,} labelled events" if labelled is not None else "") + "). "
             "Windows whose labels have not arrived yet have no point.")
-    return Section("Performance", figure=performance_figure(performance), table=table, note=note)
+    figure = performance_figure(performance, window=timeline.length, data_end=timeline.last_event)
+    return Section("Performance", figure=figure, table=table, note=note)
 
 
-def _drift_section(drift: pd.DataFrame | None) -> Section:
+def _drift_section(drift: pd.DataFrame | None, timeline: _Timeline) -> Section:
     if not _has(drift):
         return Section("Drift", note=NO_DRIFT)
     methods = drift.drop_duplicates("column")
@@ -753,66 +1033,105 @@ def _drift_section(drift: pd.DataFrame | None) -> Section:
                if "kind" in methods.columns else {})
     how = "; ".join(f"{kind} columns: {m}" for kind, m in sorted(by_kind.items()))
     baseline = ", ".join(map(str, dict.fromkeys(drift["baseline"]))) if "baseline" in drift.columns else ""
-    when = _window_labels([drift["window"].max()])[0]
+    window, complete = timeline.pick(drift["window"])
     note = ("Colour: the drift measure divided by its threshold (1 is the threshold, red from there on); "
             "× marks a drifted cell. " + (f"Baseline: {baseline}. " if baseline else "")
-            + (f"Methods: {how}. " if how else "") + f"The table is the latest window ({when}), drifted first.")
-    return Section("Drift", figure=drift_heatmap(drift), table=latest_drift(drift), note=note)
+            + (f"Methods: {how}. " if how else "")
+            + f"The table is window {timeline.describe(window, complete)}, drifted first.")
+    return Section("Drift", figure=drift_heatmap(drift), table=latest_drift(drift, window), note=note)
 
 
-def _integrity_section(integrity: pd.DataFrame | None) -> Section:
+def _outlier_tile(outliers: pd.DataFrame, timeline: _Timeline) -> Tile | None:
+    """The share of rows found anomalous in the headline window, beside the training data's share."""
+    _require(outliers, ("window", "value"), "outliers")
+    frame = _main_segment(outliers)
+    window, complete = timeline.pick(frame["window"])
+    row = _at(frame, window).iloc[-1]
+    value = float(row["value"])
+    if not np.isfinite(value):
+        return None
+    training = float(row["baseline"]) if "baseline" in row.index and pd.notna(row["baseline"]) else float("nan")
+    detail = f"window {timeline.describe(window, complete)}"
+    if np.isfinite(training):
+        detail += f"; training data {_pct(training)}"
+    return Tile("Outlying rows", _pct(value), detail, alert=bool(np.isfinite(training) and value > 2 * training))
+
+
+def _integrity_section(integrity: pd.DataFrame | None, timeline: _Timeline,
+                       outliers: pd.DataFrame | None = None) -> Section:
     if not _has(integrity):
         return Section("Data integrity", note=NO_INTEGRITY)
     per_column = integrity[integrity["column"].notna() & integrity["metric"].isin(INTEGRITY_METRICS)]
-    latest = per_column["window"].max() if len(per_column) else integrity["window"].max()
-    when = _window_labels([latest])[0]
-    wide = _pivot(per_column[per_column["window"] == latest], index="column") if len(per_column) else pd.DataFrame()
-    wide = wide[[m for m in INTEGRITY_METRICS if m in wide.columns]]
+    window, complete = timeline.pick(per_column["window"] if len(per_column) else integrity["window"])
+    when = timeline.describe(window, complete)
+    at = _at(per_column, window)
+    metrics = [m for m in INTEGRITY_METRICS if m in set(at["metric"])]
+    wide = _pivot(at, index="column")[metrics] if len(at) else pd.DataFrame()
     issues = wide[(wide.fillna(0) > 0).any(axis=1)] if len(wide) else wide
     quarantined = integrity[integrity["metric"] == "quarantined_rows"]["value"]
     any_missing = bool((per_column[per_column["metric"] == "missing_rate"]["value"].fillna(0) > 0).any())
-    notes = [f"{_fmt(float(quarantined.sum()))} row(s) quarantined at ingestion in the period."]
+    notes = [f"{_fmt(float(quarantined.sum()))} row(s) quarantined at ingestion in the period, counted by "
+             f"{_counted_by(integrity)}."]
     if not any_missing:
         notes.insert(0, f"No missing values in any of the {per_column['column'].nunique()} monitored columns.")
     table = None
     if len(issues):
-        table = issues.map(_pct).rename(columns=METRIC_NAMES).reset_index()
-        table.columns.name = None
-        notes.append(f"The table lists the columns with missing, out-of-range, outlying or unseen values in the "
-                     f"latest window ({when}); shares of the window's events.")
+        training = _training_column(integrity)
+        train_wide = (at.pivot_table(index="column", columns="metric", values=training, aggfunc="first")
+                      if training else pd.DataFrame())
+        table = pd.DataFrame({"column": issues.index.astype(str)})
+        for metric in metrics:
+            name = METRIC_NAMES.get(metric, metric)
+            table[name] = [_pct(v) for v in issues[metric]]
+            if metric in train_wide.columns:
+                table[f"{name} (training)"] = [_pct(v) for v in train_wide[metric].reindex(issues.index)]
+        notes.append(f"The table lists the columns with missing, out-of-range, outlying or unseen values in "
+                     f"window {when}; shares of the window's events"
+                     + (", each beside the same share in the training data." if training else "."))
     else:
-        notes.append(f"No missing, out-of-range, outlying or unseen values in the latest window ({when}).")
-    return Section("Data integrity", figure=integrity_figure(integrity) if any_missing else None, table=table,
-                   note=" ".join(notes))
+        notes.append(f"No missing, out-of-range, outlying or unseen values in window {when}.")
+    figure = (integrity_figure(integrity, window=timeline.length, data_end=timeline.last_event) if any_missing
+              else None)
+    tiles = [t for t in (_outlier_tile(outliers, timeline) if _has(outliers) else None,) if t is not None]
+    if tiles:
+        notes.append("Outlying rows: the share of the window's rows an isolation forest fit on the training "
+                     "features finds anomalous, beside the same share of the training rows.")
+    return Section("Data integrity", figure=figure, table=table, note=" ".join(notes), tiles=tiles)
 
 
-def _traffic_section(traffic: pd.DataFrame | None) -> Section:
+def _traffic_section(traffic: pd.DataFrame | None, timeline: _Timeline) -> Section:
     if not _has(traffic):
         return Section("Traffic", note=NO_TRAFFIC)
-    totals = _traffic_totals(traffic)
+    totals = _traffic_totals(traffic, timeline)
     note = (f"{_fmt(totals['events'])} events in {totals['windows']} window(s); {_fmt(totals['labelled'])} "
             f"labelled so far ({_pct(totals['overall_coverage'])}).")
     if totals["delay_window"] is not None:
         note += (f" Median label delay {totals['delay']:.1f} h in the latest window with labels "
                  f"({_window_labels([totals['delay_window']])[0]}).")
-    return Section("Traffic", figure=traffic_figure(traffic), note=note)
+    figure = traffic_figure(traffic, window=timeline.length, data_end=timeline.last_event)
+    return Section("Traffic", figure=figure, note=note)
 
 
-def _explanations_section(importance: pd.DataFrame | None, drift: pd.DataFrame | None) -> Section:
+def _explanations_section(importance: pd.DataFrame | None, drift: pd.DataFrame | None,
+                          timeline: _Timeline) -> Section:
     if not _has(importance):
         return Section("Explanations", note=NO_EXPLANATIONS)
     production = importance[importance["source"] == "production"]
     training = importance[importance["source"] == "training"]
-    latest = production[production["window"] == production["window"].max()] if len(production) else production
+    latest, label = production, "latest window"
+    if len(production):
+        window, complete = timeline.pick(production["window"])
+        latest = _at(production, window)
+        label = f"window {timeline.describe(window, complete)}"
     order = (training if len(training) else latest).sort_values("rank")["feature"].head(TOP_FEATURES).tolist()
-    fig = _base_figure("Mean |attribution| per feature: training data vs latest window", 360)
-    for name, part in (("training data", training), ("latest window", latest)):
+    fig = _base_figure(f"Mean |attribution| per feature: training data vs {label}", 360)
+    for name, part in (("training data", training), (label, latest)):
         if len(part):
             values = part.set_index("feature")["mean_abs_attribution"].reindex(order)
             fig.add_trace(go.Bar(x=order, y=values.to_numpy(), name=name))
     fig.update_layout(barmode="group", yaxis_title="mean |attribution|")
     table = pd.DataFrame({"feature": order})
-    for name, part in (("training", training), ("latest", latest)):
+    for name, part in (("training", training), ("window", latest)):
         if len(part):
             indexed = part.set_index("feature")
             table[f"{name} rank"] = indexed["rank"].reindex(order).to_numpy()
@@ -822,10 +1141,10 @@ def _explanations_section(importance: pd.DataFrame | None, drift: pd.DataFrame |
     notes = [f"{_fmt(explained)} "
              f"production events explained in {production['window'].nunique()} window(s)."]
     if _has(drift):
-        last = drift.iloc[-1]
-        when = _window_labels([last["window"]])[0]
+        window, complete = timeline.pick(drift["window"])
+        last = _at(drift, window).iloc[-1]
         tiles.append(Tile("Explanation drift", f"{float(last['score']):.2f}",
-                          f"latest window {when}; threshold {float(last['threshold']):.2f}",
+                          f"window {timeline.describe(window, complete)}; threshold {float(last['threshold']):.2f}",
                           alert=bool(last["drifted"])))
         if last.get("largest_mover"):
             tiles.append(Tile("Largest mover", str(last["largest_mover"]), "share of attribution changed most"))
@@ -835,20 +1154,31 @@ def _explanations_section(importance: pd.DataFrame | None, drift: pd.DataFrame |
     return Section("Explanations", figure=fig, table=table, note=" ".join(notes), tiles=tiles)
 
 
-def _fairness_section(fairness: Any) -> Section:
+def _fairness_section(fairness: Any, timeline: _Timeline, fairness_window: str | None) -> Section:
     summary = getattr(fairness, "summary", fairness)
     if not isinstance(summary, pd.DataFrame) or not len(summary):
         return Section("Fairness", note=NO_FAIRNESS)
-    latest = summary[summary["window"] == summary["window"].max()] if "window" in summary.columns else summary
-    tiles = []
     by_group = getattr(fairness, "by_group", None)
+    notes = []
+    if "window" in summary.columns:
+        length = _window_length(fairness_window) or _inferred_length(summary["window"]) or timeline.length
+        own = timeline.of(length)
+        window, complete = own.pick(summary["window"])
+        latest = _at(summary, window)
+        shown = _length_text(length)
+        notes.append(f"Fairness per {shown} window" + (f" (the rest of the report: {_length_text(timeline.length)} "
+                                                       "windows)" if length != timeline.length else "")
+                     + f"; the table and the headline are window {own.describe(window, complete)}.")
+    else:
+        own, latest = timeline, summary
+    tiles = []
     for row in latest.itertuples(index=False):
         ratio, detail = getattr(row, "demographic_parity_ratio", float("nan")), "all groups"
         if isinstance(by_group, pd.DataFrame) and {"status", "selection_rate"} <= set(by_group.columns):
             # the headline leaves out groups too small to measure, as their rates say little
             groups = by_group[(by_group["attribute"] == row.attribute) & (by_group["status"] == "ok")]
             if "window" in groups.columns and "window" in latest.columns:
-                groups = groups[groups["window"] == row.window]
+                groups = _at(groups, row.window)
             rates = groups["selection_rate"].dropna()
             ratio = float(rates.min() / rates.max()) if len(rates) > 1 and rates.max() > 0 else float("nan")
             detail = f"{len(rates)} groups large enough to measure"
@@ -862,49 +1192,74 @@ def _fairness_section(fairness: Any) -> Section:
             if c in latest.columns]
     figure = None
     protected = getattr(fairness, "protected", None)
-    if protected and hasattr(fairness, "figure") and len(getattr(fairness, "by_group", ())):
-        figure = fairness.figure("selection_rate", protected[0])
-    notes = ["Disparities between the groups of each protected attribute and their intersections, on labelled "
-             "events of the latest window (largest minus smallest rate; the ratio is the disparate impact)."]
+    if protected and isinstance(by_group, pd.DataFrame) and len(by_group) and "selection_rate" in by_group.columns:
+        figure = fairness_figure(by_group, protected[0], window=own.length, data_end=timeline.last_event)
+    notes.append("Disparities between the groups of each protected attribute and their intersections, on labelled "
+                 "events (largest minus smallest rate; the ratio is the disparate impact; four-fifths: yes is a "
+                 "pass).")
     representation = getattr(fairness, "representation", None)
     if isinstance(representation, pd.DataFrame) and len(representation) and "flag" in representation.columns:
-        off = representation[(representation["window"] == representation["window"].max())
-                             & (representation["flag"] != "ok")]
+        rep_window, _ = own.pick(representation["window"])
+        off = _at(representation, rep_window)
+        off = off[off["flag"] != "ok"]
         if len(off):
-            notes.append("Representation against the training data, latest window: " + "; ".join(
-                f"{r.attribute}={r.group} {str(r.flag).replace('_', '-')}" for r in off.itertuples(index=False))
-                + ".")
+            notes.append(f"Representation against the training data, window {_window_labels([rep_window])[0]}: "
+                         + "; ".join(f"{r.attribute}={r.group} {str(r.flag).replace('_', '-')}"
+                                     for r in off.itertuples(index=False)) + ".")
     table = latest[keep].rename(columns=FAIRNESS_NAMES) if "demographic_parity_difference" in latest.columns \
         else latest
     return Section("Fairness", figure=figure, table=table.reset_index(drop=True), tiles=tiles,
-                   note=" ".join(notes))
+                   note=" ".join(notes), passes=[FAIRNESS_NAMES["four_fifths_passed"], "four_fifths_passed"])
 
 
-def _windows_text(meta: Mapping[str, Any], frames: Sequence[pd.DataFrame | None]) -> str | None:
-    windows = sorted({w for f in frames if _has(f) and "window" in f.columns for w in f["window"]})
-    if not windows:
+def _windows_text(meta: Mapping[str, Any], frames: Sequence[pd.DataFrame | None], timeline: _Timeline) -> str | None:
+    starts = _starts(w for f in frames if _has(f) and "window" in f.columns for w in f["window"])
+    if not starts:
         return None
-    labels = _window_labels(windows)
-    length = f" × {meta['window']}" if meta.get("window") else ""
-    return f"{len(windows)}{length}, {labels[0]} to {labels[-1]}" if len(windows) > 1 else f"1{length}, {labels[0]}"
+    labels = _window_labels(starts)
+    text = f"{len(starts)}" + (f" × {meta['window']}" if meta.get("window") else "")
+    text += (f", the first starting {labels[0]}, the last {labels[-1]}" if len(starts) > 1
+             else f", starting {labels[0]}")
+    return text + ("" if timeline.complete(starts[-1]) else " (partial)")
 
 
 def build_report(*, title: str, meta: Mapping[str, Any] | None, performance: pd.DataFrame | None = None,
                  drift: pd.DataFrame | None = None, integrity: pd.DataFrame | None = None,
                  traffic: pd.DataFrame | None = None, importance: pd.DataFrame | None = None,
-                 explanation_drift: pd.DataFrame | None = None, fairness: Any = None) -> Report:
+                 explanation_drift: pd.DataFrame | None = None, fairness: Any = None,
+                 outliers: pd.DataFrame | None = None, data_span: tuple[Any, Any] | None = None) -> Report:
     """A report from the monitoring frames: summary, performance, drift, data integrity, traffic, then
     explanations (``importance`` and ``explanation_drift`` frames) and fairness (a store's fairness result or
-    its summary frame) when given.
+    its summary frame) when given. ``outliers`` (``Store.outliers``: the share of rows found anomalous per
+    window, with the training data's share in ``baseline``) adds a card to the data-integrity section.
 
-    ``meta`` gives the header: ``model``, ``version``, ``baseline``, ``window`` (the window length) and
-    anything else worth showing. A frame that is ``None`` or empty gives its section a note saying so.
+    ``meta`` gives the header: ``model``, ``version``, ``baseline``, ``window`` (the window length),
+    ``fairness_window`` (the fairness result's, when it differs) and anything else worth showing.
+    ``data_span`` is the time of the first and the last event: the header shows it, and a window is complete
+    once the data runs past its end. The headline figures read the last complete window and say which (the
+    last, called partial, when none is complete); without ``data_span`` the generation time stands in for the
+    data's end. A frame that is ``None`` or empty gives its section a note saying so.
 
     >>> r = build_report(title="credit v1", meta={"model": "credit", "version": "1", "baseline": "training"})
     >>> "No labelled events yet" in r.html and "No drift results" in r.html
     True
+    >>> traffic = pd.DataFrame({"window": pd.to_datetime(["2026-01-05", "2026-01-12"], utc=True),
+    ...                         "metric": "label_coverage", "value": [0.7, 0.0]})
+    >>> r = build_report(title="t", meta={"window": "1w"}, traffic=traffic,
+    ...                  data_span=("2026-01-05 00:10", "2026-01-13 09:00"))
+    >>> r.meta["windows"], r.meta["data"]
+    ('2 × 1w, the first starting 2026-01-05, the last 2026-01-12 (partial)', '2026-01-05 00:10 to 2026-01-13 09:00 UTC')
+    >>> [t.value for t in r.sections[0].tiles if t.label == "Label coverage"]
+    ['70.0%']
     """
     meta = dict(meta or {})
+    generated_at = dt.datetime.now(dt.UTC)
+    first, last = (None, None) if data_span is None else data_span
+    frames = (performance, drift, integrity, traffic)
+    timeline = _Timeline(
+        _window_length(meta.get("window"))
+        or _inferred_length(w for f in frames if _has(f) and "window" in f.columns for w in f["window"]),
+        None if first is None else _naive(first), None if last is None else _naive(last), _naive(generated_at))
     header: dict[str, Any] = {}
     for key in ("model", "version"):
         if meta.get(key) is not None:
@@ -916,21 +1271,24 @@ def build_report(*, title: str, meta: Mapping[str, Any] | None, performance: pd.
         if baseline is not None and sources and [str(baseline)] != list(map(str, sources)):
             shown += f" ({', '.join(map(str, sources))})"
         header["baseline"] = shown
-    windows = meta.get("windows") or _windows_text(meta, (performance, drift, integrity, traffic))
+    windows = meta.get("windows") or _windows_text(meta, frames, timeline)
     if windows:
         header["windows"] = windows
     elif meta.get("window"):
         header["windows"] = f"{meta['window']} (none with events)"
-    header.update({k: v for k, v in meta.items() if k not in ("model", "version", "baseline", "window", "windows")})
+    if first is not None and last is not None:
+        header["data"] = f"{_naive(first):%Y-%m-%d %H:%M} to {_naive(last):%Y-%m-%d %H:%M} UTC"
+    header.update({k: v for k, v in meta.items()
+                   if k not in ("model", "version", "baseline", "window", "windows", "fairness_window")})
     sections = [
-        _summary_section(performance, drift, integrity, traffic),
-        _performance_section(performance),
-        _drift_section(drift),
-        _integrity_section(integrity),
-        _traffic_section(traffic),
+        _summary_section(performance, drift, integrity, traffic, timeline),
+        _performance_section(performance, timeline),
+        _drift_section(drift, timeline),
+        _integrity_section(integrity, timeline, outliers),
+        _traffic_section(traffic, timeline),
     ]
     if importance is not None or explanation_drift is not None:
-        sections.append(_explanations_section(importance, explanation_drift))
+        sections.append(_explanations_section(importance, explanation_drift, timeline))
     if fairness is not None:
-        sections.append(_fairness_section(fairness))
-    return Report(title, sections, meta=header)
+        sections.append(_fairness_section(fairness, timeline, meta.get("fairness_window")))
+    return Report(title, sections, meta=header, generated_at=generated_at)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ import pyarrow as pa
 
 from vigil.core.explain import Explanation, choose_method, explain
 from vigil.core.explain.importance import DRIFT_THRESHOLD, explanation_drift, mean_abs_importance
-from vigil.core.frames import naive_utc
-from vigil.errors import NotFoundError, VigilError
-from vigil.services.monitoring import Monitor
-from vigil.services.registry import ModelVersion, events_table, utcnow
+from vigil.errors import ArtifactError, ExplainError, InvalidParameterError, NotFoundError, SchemaError
+from vigil.services.monitoring import Monitor, time_bound
+from vigil.services.registry import ModelVersion, model_inputs, utcnow
 from vigil.services.rowwise import split_windows
+
+log = logging.getLogger("vigil.explain")
 
 #: Background rows sampled from the training data for methods that need one.
 BACKGROUND_ROWS = 100
@@ -40,15 +42,6 @@ BACKGROUND_ROWS = 100
 BASELINE_ROWS = 200
 #: Events explained per model call batch when explaining a sample.
 BATCH_ROWS = 256
-
-_SAMPLE_SCALE = 2**32
-
-
-def _sample_condition(rate: float) -> str:
-    """SQL keeping a stable pseudo-random share ``rate`` of events, decided by the event id alone."""
-    cutoff = int(min(max(rate, 0.0), 1.0) * _SAMPLE_SCALE)
-    return f"CAST(('0x' || left(md5(e.event_id), 8)) AS UBIGINT) < {cutoff}"
-
 
 @dataclass
 class _Prepared:
@@ -59,113 +52,141 @@ class _Prepared:
 
 
 class Explainer:
-    """Explains a project's stored events and keeps the explanations."""
+    """Explains a project's stored events and keeps the explanations.
+
+    Only explaining needs the model; it is loaded when its signature verifies under the caller's key (or with
+    ``trust=True``). Reads of stored explanations (importance, explanation drift, proxies) never load it.
+    """
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
-        self.db = monitor.db
+        self.store = monitor.store
+        self.xs = monitor.store.explanations
+        self.events = monitor.store.events
         self._prepared: dict[tuple[int, str, str], _Prepared] = {}
 
     # -- the model, its inputs and background ------------------------------------------------------
     def input_columns(self, mv: ModelVersion, model: Any) -> list[str]:
         """The columns the model reads: its own record of them, else the schema's features."""
-        names = getattr(model, "feature_names_in_", None)
-        if names is not None:
-            return [str(n) for n in names]
-        return [c.name for c in mv.schema.features]
+        return model_inputs(model) or [c.name for c in mv.schema.features]
 
-    def prepare(self, mv: ModelVersion, method: str = "auto") -> _Prepared:
-        """The version's model, input columns, resolved method and background sample (loaded once per version)."""
-        base = self._prepared.get((mv.model_id, mv.version, "auto"))
+    def prepare(self, mv: ModelVersion, method: str = "auto", *, trust: bool = False, model: Any = None
+                ) -> _Prepared:
+        """The version's model, input columns, resolved method and background sample (loaded once per version).
+
+        ``model`` is the model object when the caller holds it (at registration); otherwise the artifact is
+        loaded, and only if its signature verifies (or ``trust``).
+        """
+        key = (mv.model_id, mv.version, "auto")
+        base = self._prepared.get(key)
+        if base is not None and not trust and model is None and mv.artifact_sha256 is not None:
+            mv.blobs.check_artifact(mv.artifact_sha256)  # a cached model is no way around the signature
         if base is None:
-            model = mv.load_model()
+            model = model if model is not None else mv.load_model(trust=trust)
             columns = self.input_columns(mv, model)
             background = None
             if mv.training_dataset is not None:
                 training = mv.training_dataset.load()
                 missing = [c for c in columns if c not in training.columns]
                 if missing:
-                    raise VigilError(f"the training data of {mv.model!r} version {mv.version!r} lacks the model's "
-                                     f"input column(s) {missing}")
+                    raise SchemaError(f"the training data of {mv.model!r} version {mv.version!r} lacks the model's "
+                                      f"input column(s) {missing}", field="training_data")
                 background = training[columns].sample(n=min(BACKGROUND_ROWS, len(training)), random_state=0)
                 background = background.reset_index(drop=True)
             base = _Prepared(model, columns, choose_method(model, len(columns)), background)
-            self._prepared[(mv.model_id, mv.version, "auto")] = base
+            self._prepared[key] = base
         return base if method == "auto" else dataclasses.replace(base, method=method)
 
-    def explain_rows(self, mv: ModelVersion, rows: pd.DataFrame, method: str, **options: Any) -> Explanation:
-        ready = self.prepare(mv, method)
+    def stored_method(self, mv: ModelVersion, method: str) -> str | None:
+        """The method whose stored explanations a read of ``method`` uses, without loading the model: the
+        method itself, or for "auto" the one stored (None when nothing is stored)."""
+        if method != "auto":
+            return method
+        methods = self.xs.methods(mv.model_id, mv.version)
+        return methods[0] if methods else None
+
+    def prepare_at_registration(self, mv: ModelVersion, model: Any) -> None:
+        """Explain the training sample once with the model the caller holds, when that is quick (tree, linear,
+        gradient methods), so that importance and fairness proxies never need to load the model."""
+        if mv.training_dataset is None:
+            return
+        try:
+            ready = self.prepare(mv, model=model)
+            if ready.method in ("tree", "linear", "integrated_gradients"):
+                self.baseline(mv, ready.method, model=model)
+        except (ExplainError, SchemaError, ArtifactError) as err:
+            log.info("no explanation baseline for %s version %s: %s", mv.model, mv.version, err)
+        except Exception as err:  # noqa: BLE001 - a model that cannot explain its training data explains later
+            log.info("no explanation baseline for %s version %s: %s", mv.model, mv.version, err)
+
+    def explain_rows(self, mv: ModelVersion, rows: pd.DataFrame, method: str, *, trust: bool = False,
+                     model: Any = None, **options: Any) -> Explanation:
+        """Attributions of rows that are not stored (nothing is kept)."""
+        ready = self.prepare(mv, method, trust=trust, model=model)
         if ready.background is None and ready.method not in ("tree", "integrated_gradients"):
-            raise VigilError(f"{mv.model!r} version {mv.version!r} has no training data to measure "
-                             f"{ready.method!r} attributions against: register it with training_data=")
+            raise ExplainError(f"{mv.model!r} version {mv.version!r} has no training data to measure "
+                               f"{ready.method!r} attributions against: register it with training_data=",
+                               field="training_data")
+        missing = [c for c in ready.columns if c not in rows.columns]
+        if missing:
+            raise SchemaError(f"the rows to explain lack the model's input column(s) {missing}", field=missing[0])
         return explain(ready.model, rows[ready.columns], background=ready.background, method=ready.method,
                        **options)
 
     # -- explaining stored events -----------------------------------------------------------------------
     def event_rows(self, mv_model: str, model_id: int, event_ids: Sequence[str]) -> pd.DataFrame:
-        table = events_table(model_id)
-        with self.db.lock:
-            self.db.con.register("_wanted_ids", pa.table({"event_id": pa.array(list(event_ids), pa.string())}))
-            try:
-                frame = self.db.con.sql(
-                    f"SELECT e.* FROM {table} e JOIN _wanted_ids w USING (event_id)").to_arrow_table().to_pandas()
-            finally:
-                self.db.con.unregister("_wanted_ids")
+        """The stored rows of some events, in the order given."""
+        frame = self.events.rows_by_id(model_id, event_ids).to_pandas()
         missing = sorted(set(event_ids) - set(frame["event_id"]))
         if missing:
             raise NotFoundError(f"model {mv_model!r} has no event(s) {missing[:5]}" +
-                                (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+                                (f" and {len(missing) - 5} more" if len(missing) > 5 else ""), field="event_id")
         return frame.set_index("event_id").loc[list(event_ids)].reset_index()
 
     def stored(self, mv: ModelVersion, event_ids: Sequence[str], method: str) -> dict[str, Explanation]:
         """The stored explanations of some events (those never explained are absent)."""
-        if not event_ids:
-            return {}
-        with self.db.lock:
-            self.db.con.register("_wanted_ids", pa.table({"event_id": pa.array(list(event_ids), pa.string())}))
-            try:
-                rows = self.db.con.sql(
-                    "SELECT x.event_id, x.output, x.baseline, x.expected_value, x.model_output, x.features, "
-                    "x.attributions, x.errors, x.row_json, x.extra_json, x.explained_at FROM explanations x "
-                    "JOIN _wanted_ids w USING (event_id) WHERE x.model_id = ? AND x.version = ? AND x.method = ?",
-                    params=[mv.model_id, mv.version, method]).fetchall()
-            finally:
-                self.db.con.unregister("_wanted_ids")
         found = {}
-        for eid, output, baseline, expected, out, features, attributions, errors, row_json, extra_json, at in rows:
-            extra = json.loads(extra_json) if extra_json else {}
-            extra["explained_at"] = at
-            found[eid] = Explanation(
-                method=method, output=output, feature_names=list(features), values=np.array([attributions]),
-                expected_value=np.array([expected]), model_output=np.array([out]), baseline=baseline,
-                data=pd.DataFrame([json.loads(row_json)]) if row_json else None,
-                error=None if errors is None else np.array([errors]), event_ids=[eid],
+        for r in self.xs.stored(mv.model_id, mv.version, method, list(event_ids)):
+            extra = json.loads(r["extra_json"]) if r["extra_json"] else {}
+            extra["explained_at"] = r["explained_at"]
+            found[r["event_id"]] = Explanation(
+                method=method, output=r["output"], feature_names=list(r["features"]),
+                values=np.array([r["attributions"]]), expected_value=np.array([r["expected_value"]]),
+                model_output=np.array([r["model_output"]]), baseline=r["baseline"],
+                data=pd.DataFrame([json.loads(r["row_json"])]) if r["row_json"] else None,
+                error=None if r["errors"] is None else np.array([r["errors"]]), event_ids=[r["event_id"]],
                 model_version=mv.version, extra=extra)
         return found
 
-    def explain_events(self, mv: ModelVersion, event_ids: Sequence[str], method: str = "auto",
-                       **options: Any) -> Explanation:
+    def explain_events(self, mv: ModelVersion, event_ids: Sequence[str], method: str = "auto", *,
+                       trust: bool = False, **options: Any) -> Explanation:
         """Explanations of stored events, in the order given: stored ones as they were, new ones computed and kept."""
         event_ids = list(dict.fromkeys(str(e) for e in event_ids))
         if not event_ids:
-            raise VigilError("no event ids to explain")
+            raise InvalidParameterError("no event ids to explain", field="event_id")
         rows = self.event_rows(mv.model, mv.model_id, event_ids)
         other = rows.loc[rows["model_version"] != mv.version, ["event_id", "model_version"]]
         if len(other):
-            raise VigilError(f"event {other.iloc[0, 0]!r} was predicted by version {other.iloc[0, 1]!r}, "
-                             f"not {mv.version!r}: explain it with that version (or leave version= out)")
-        resolved = self.prepare(mv, method).method
-        found = self.stored(mv, event_ids, resolved)
+            raise InvalidParameterError(f"event {other.iloc[0, 0]!r} was predicted by version "
+                                        f"{other.iloc[0, 1]!r}, not {mv.version!r}: explain it with that version "
+                                        "(or leave version= out)", field="version")
+        stored_method = self.stored_method(mv, method)
+        found = self.stored(mv, event_ids, stored_method) if stored_method is not None else {}
         todo = [e for e in event_ids if e not in found]
         if todo:
+            resolved = self.prepare(mv, method, trust=trust).method
+            if resolved != stored_method:
+                found = self.stored(mv, event_ids, resolved)
+                todo = [e for e in event_ids if e not in found]
+        if todo:
             fresh = rows.set_index("event_id").loc[todo].reset_index()
-            computed = self.explain_rows(mv, fresh, resolved, **options)
+            computed = self.explain_rows(mv, fresh, resolved, trust=trust, **options)
             self._save(mv, resolved, fresh, computed)
             found.update(self.stored(mv, todo, resolved))
         return _concat([found[e] for e in event_ids])
 
     def _save(self, mv: ModelVersion, method: str, rows: pd.DataFrame, e: Explanation) -> None:
-        columns = self.prepare(mv, method).columns
+        columns = self._prepared[(mv.model_id, mv.version, "auto")].columns
         data = rows[columns].astype(object).where(rows[columns].notna(), None)
         row_json = [json.dumps(r, default=str) for r in data.to_dict("records")]
         extra = {k: v for k, v in e.extra.items() if _jsonable(v)}
@@ -186,52 +207,36 @@ class Explainer:
             "row_json": row_json,
             "extra_json": [json.dumps(extra, default=str)] * len(e),
         })
-        with self.db.transaction() as con:
-            con.register("_new_explanations", table)
-            try:
-                con.execute("INSERT INTO explanations SELECT * FROM _new_explanations ON CONFLICT DO NOTHING")
-            finally:
-                con.unregister("_new_explanations")
+        self.xs.save(table)
 
     def explain_sample(self, mv: ModelVersion, *, rate: float = 0.1, start: Any = None, end: Any = None,
                        since: Any = None, method: str = "auto", limit: int | None = None,
-                       progress: Any = None) -> int:
+                       progress: Any = None, trust: bool = False) -> int:
         """Explain the not yet explained events of a stable sample (share ``rate``, decided by event id).
 
         ``start``/``end`` bound the event time, ``since`` the ingestion time;
         ``limit`` caps the events explained in this call. Returns how many were
-        explained.
+        explained. The training sample's explanations (the reference of importance
+        and explanation drift) are computed and kept on the first call.
         """
-        resolved = self.prepare(mv, method).method
-        where, params = ["e.model_version = ?", _sample_condition(rate)], [mv.version]
-        for column, bound, op in (("timestamp", start, ">="), ("timestamp", end, "<"), ("ingested_at", since, ">")):
-            if bound is not None:
-                where.append(f"e.{column} {op} ?")
-                params.append(naive_utc(bound))
-        sql = (f"SELECT e.event_id FROM {events_table(mv.model_id)} e WHERE {' AND '.join(where)} AND NOT EXISTS "
-               "(SELECT 1 FROM explanations x WHERE x.model_id = ? AND x.version = ? AND x.method = ? "
-               "AND x.event_id = e.event_id) ORDER BY e.timestamp, e.event_id")
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        ids = [r[0] for r in self.db.fetchall(sql, params + [mv.model_id, mv.version, resolved])]
+        if not 0 <= rate <= 1:
+            raise InvalidParameterError(f"rate={rate!r}: a share between 0 and 1", field="rate")
+        if limit is not None and limit < 0:
+            raise InvalidParameterError(f"limit={limit!r}: a number of events, 0 or more", field="limit")
+        resolved = self.prepare(mv, method, trust=trust).method
+        if mv.training_dataset is not None:
+            self.baseline(mv, resolved, trust=trust)
+        ids = self.xs.unexplained(mv.model_id, mv.version, resolved, rate=rate, start=time_bound(start, "start"),
+                                  end=time_bound(end, "end"), since=since, limit=limit)
         for i in range(0, len(ids), BATCH_ROWS):
-            self.explain_events(mv, ids[i:i + BATCH_ROWS], resolved)
+            self.explain_events(mv, ids[i:i + BATCH_ROWS], resolved, trust=trust)
             if progress:
                 progress(min(i + BATCH_ROWS, len(ids)), len(ids))
         return len(ids)
 
     # -- global views over the stored explanations --------------------------------------------------
     def _stored_frame(self, mv: ModelVersion, method: str, start: Any, end: Any) -> pd.DataFrame:
-        where, params = ["model_id = ?", "version = ?", "method = ?"], [mv.model_id, mv.version, method]
-        for bound, op in ((start, ">="), (end, "<")):
-            if bound is not None:
-                where.append(f"event_time {op} ?")
-                params.append(naive_utc(bound))
-        with self.db.lock:
-            return self.db.con.sql(
-                "SELECT event_time AS timestamp, output, features, attributions FROM explanations "
-                f"WHERE {' AND '.join(where)}",
-                params=params).to_arrow_table().to_pandas()
+        return self.xs.frame(mv.model_id, mv.version, method, time_bound(start, "start"), time_bound(end, "end"))
 
     def _windows(self, mv: ModelVersion, window: str, method: str, start: Any, end: Any
                  ) -> list[tuple[dt.datetime, Explanation]]:
@@ -245,44 +250,39 @@ class Explainer:
                 expected_value=np.zeros(len(part)), model_output=np.zeros(len(part)), baseline="")))
         return out
 
-    def cheap_baseline(self, mv: ModelVersion) -> Explanation | None:
-        """The training sample's explanations if stored or quick to compute (tree, linear, gradient methods)."""
-        if mv.training_dataset is None or mv.artifact_sha256 is None:
+    def stored_baseline(self, mv: ModelVersion, method: str = "auto") -> Explanation | None:
+        """The stored explanations of the training sample (None when never computed); never loads the model."""
+        resolved = self.stored_method(mv, method)
+        payload = self.xs.baseline(mv.model_id, mv.version, resolved) if resolved is not None else None
+        if payload is None:
             return None
-        ready = self.prepare(mv)
-        stored = self.db.fetchall("SELECT count(*) FROM explanation_baselines WHERE model_id = ? AND version = ? "
-                                  "AND method = ?", [mv.model_id, mv.version, ready.method])[0][0]
-        if stored or ready.method in ("tree", "linear", "integrated_gradients"):
-            return self.baseline(mv, ready.method)
-        return None
+        data = json.loads(payload)
+        return Explanation(method=resolved, output=data["output"], feature_names=data["features"],
+                           values=np.array(data["values"]), expected_value=np.array(data["expected"]),
+                           model_output=np.array(data["model_output"]), baseline=data["baseline"])
 
     def has_explanations(self, mv: ModelVersion) -> bool:
         """Whether any event of the version has a stored explanation."""
-        return bool(self.db.fetchall("SELECT count(*) FROM (SELECT 1 FROM explanations WHERE model_id = ? "
-                                     "AND version = ? LIMIT 1)", [mv.model_id, mv.version])[0][0])
+        return self.xs.any(mv.model_id, mv.version)
 
-    def baseline(self, mv: ModelVersion, method: str = "auto") -> Explanation:
-        """Explanations of a sample of the training data: the reference for explanation drift (computed once)."""
-        ready = self.prepare(mv, method)
-        row = self.db.fetchone("SELECT payload FROM explanation_baselines WHERE model_id = ? AND version = ? "
-                               "AND method = ?", [mv.model_id, mv.version, ready.method])
-        if row is not None:
-            payload = json.loads(row[0])
-            return Explanation(method=ready.method, output=payload["output"], feature_names=payload["features"],
-                               values=np.array(payload["values"]), expected_value=np.array(payload["expected"]),
-                               model_output=np.array(payload["model_output"]), baseline=payload["baseline"])
+    def baseline(self, mv: ModelVersion, method: str = "auto", *, trust: bool = False,
+                 model: Any = None) -> Explanation:
+        """Explanations of a sample of the training data: the reference for explanation drift (computed once,
+        with the model: an explaining operation)."""
+        ready = self.prepare(mv, method, trust=trust, model=model)
+        stored = self.stored_baseline(mv, ready.method)
+        if stored is not None:
+            return stored
         if mv.training_dataset is None:
-            raise VigilError(f"{mv.model!r} version {mv.version!r} has no training data to compare explanations "
-                             "with: register it with training_data=")
+            raise NotFoundError(f"{mv.model!r} version {mv.version!r} has no training data to compare explanations "
+                                "with: register it with training_data=", field="training_data")
         training = mv.training_dataset.load()
         sample = training.sample(n=min(BASELINE_ROWS, len(training)), random_state=1).reset_index(drop=True)
-        e = self.explain_rows(mv, sample, ready.method)
+        e = self.explain_rows(mv, sample, ready.method, trust=trust, model=model)
         payload = {"output": e.output, "features": e.feature_names, "values": e.values.tolist(),
                    "expected": e.expected_value.tolist(), "model_output": e.model_output.tolist(),
                    "baseline": e.baseline}
-        with self.db.transaction() as con:
-            con.execute("INSERT INTO explanation_baselines VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        [mv.model_id, mv.version, ready.method, json.dumps(payload), utcnow()])
+        self.xs.save_baseline(mv.model_id, mv.version, ready.method, json.dumps(payload))
         return e
 
     def feature_importance(self, mv: ModelVersion, *, window: str = "1d", start: Any = None, end: Any = None,
@@ -291,13 +291,13 @@ class Explainer:
 
         With ``training`` the training data's ranking comes first, as window ``NaT`` with ``source`` "training".
         """
-        resolved = self.prepare(mv, method).method
+        resolved = self.stored_method(mv, method)
         parts = []
-        if training and mv.training_dataset is not None:
-            reference = self.baseline(mv, resolved)
+        reference = self.stored_baseline(mv, resolved) if training and resolved is not None else None
+        if reference is not None:
             parts.append(mean_abs_importance(reference).assign(window=pd.NaT, source="training",
                                                                 explained=len(reference)))
-        for when, e in self._windows(mv, window, resolved, start, end):
+        for when, e in self._windows(mv, window, resolved, start, end) if resolved is not None else ():
             parts.append(mean_abs_importance(e).assign(window=when, source="production", explained=len(e)))
         if not parts:
             return pd.DataFrame(columns=["window", "source", "explained", "feature", "mean_abs_attribution",
@@ -309,10 +309,13 @@ class Explainer:
     def explanation_drift(self, mv: ModelVersion, *, window: str = "1d", start: Any = None, end: Any = None,
                           method: str = "auto", threshold: float = DRIFT_THRESHOLD) -> pd.DataFrame:
         """Per window: how far the explanations moved from the training data's (score, rank correlation, mover)."""
-        resolved = self.prepare(mv, method).method
-        reference = self.baseline(mv, resolved)
+        resolved = self.stored_method(mv, method)
+        reference = self.stored_baseline(mv, resolved) if resolved is not None else None
         rows = []
-        for when, e in self._windows(mv, window, resolved, start, end):
+        if reference is None and resolved is not None:
+            raise NotFoundError(f"{mv.model!r} version {mv.version!r} has no explanations of its training data to "
+                                "compare with: explain a sample first (explain_sample)", field="model")
+        for when, e in self._windows(mv, window, resolved, start, end) if resolved is not None else ():
             rows.append({"window": when, "explained": len(e),
                          **explanation_drift(reference, e, threshold=threshold).to_dict()})
         return pd.DataFrame(rows, columns=["window", "explained", "score", "threshold", "drifted",
@@ -355,14 +358,22 @@ class OnlineExplainer:
 
     Every ``interval`` seconds it explains the sampled events ingested since
     its last pass (and, on its first pass, any sampled event never explained).
+    A failing pass is logged (logger ``vigil.explain``) and recorded in
+    :attr:`error` and :attr:`status` as it happens; the next pass tries again.
     Use as a context manager, or call :meth:`stop`.
     """
 
     def __init__(self, explainer: Explainer, mv: ModelVersion, *, rate: float = 0.1, interval: float = 5.0,
-                 method: str = "auto") -> None:
+                 method: str = "auto", trust: bool = False) -> None:
+        if interval <= 0:
+            raise InvalidParameterError(f"interval={interval!r}: seconds between passes, more than 0",
+                                        field="interval")
         self.explainer, self.mv, self.rate, self.interval, self.method = explainer, mv, rate, interval, method
+        self.trust = trust
         self.explained = 0
+        self.passes = 0
         self.error: BaseException | None = None
+        self.status = "starting"
         self._since: dt.datetime | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"vigil-explain-{mv.model}", daemon=True)
@@ -370,23 +381,33 @@ class OnlineExplainer:
 
     def run_once(self) -> int:
         """One pass: explain the sampled events that arrived since the last one."""
-        mark = self.explainer.db.fetchall(f"SELECT max(ingested_at) FROM {events_table(self.mv.model_id)}")[0][0]
-        done = self.explainer.explain_sample(self.mv, rate=self.rate, since=self._since, method=self.method)
+        mark = self.explainer.events.ingested_through(self.mv.model_id)
+        done = self.explainer.explain_sample(self.mv, rate=self.rate, since=self._since, method=self.method,
+                                             trust=self.trust)
         self._since = mark if mark is not None else self._since
         self.explained += done
+        self.passes += 1
         return done
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.run_once()
-            except BaseException as err:  # noqa: BLE001 - kept for the owner to see; the thread must not die silently
+                self.status = "running"
+            except Exception as err:  # noqa: BLE001 - reported now, and the thread lives on to try again
                 self.error = err
-                return
+                self.status = f"failed: {type(err).__name__}: {err}"
+                log.error("explaining %s version %s failed: %s", self.mv.model, self.mv.version, err)
             self._stop.wait(self.interval)
+        self.status = "stopped"
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is alive."""
+        return self._thread.is_alive()
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop after the current pass; raises what a pass raised, if one failed."""
+        """Stop after the current pass; raises what the last failed pass raised, if one failed."""
         self._stop.set()
         self._thread.join(timeout)
         if self.error is not None:

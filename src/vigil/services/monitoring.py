@@ -18,67 +18,36 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vigil.core import profiles as prof
 from vigil.core.frames import naive_utc
-from vigil.core.metrics import drift
 from vigil.core.metrics import performance as perf
+from vigil.core.monitoring import (
+    baseline_edges,
+    categorical_drift,
+    integrity_metrics,
+    numeric_drift,
+    parse_window,
+    window_start,
+)
 from vigil.core.schema import Column, Kind, Role, Schema
-from vigil.errors import VigilError
-from vigil.services.registry import ModelVersion, Registry, events_table, labels_table, utcnow
-from vigil.store.database import quote
+from vigil.core.segments import Segment
+from vigil.errors import InvalidParameterError, SchemaError
+from vigil.services.registry import ModelVersion, Registry, model_inputs
 
 #: Window lengths by suffix.
-_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
-#: Fine bins of the numeric baseline: inner edges at these quantiles.
-EDGE_QUANTILES = np.linspace(0.01, 0.99, 99)
-#: Every tenth fine edge is a decile: the 10 bins PSI and chi-squared use.
-DECILE_POSITIONS = np.arange(9, 99, 10)
 SCORE_BINS = 1000
 #: Profiles kept besides the columns': model quality, and label delay in hours (its count and missing give
 #: the labelled and unlabelled events).
 PERFORMANCE, DELAY = "__performance__", "__label_delay_hours__"
 ALL = ""  # the segment of all events
-
-
-def parse_window(window: str) -> tuple[str, dt.timedelta]:
-    """``("1h" | "1d", length)`` for a window like ``"1h"``, ``"6h"``, ``"1d"``, ``"7d"``, ``"1w"``, ``"30d"``.
-
-    >>> parse_window("1w")
-    ('1d', datetime.timedelta(days=7))
-    >>> parse_window("6h")
-    ('1h', datetime.timedelta(seconds=21600))
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", str(window).lower())
-    if not match or int(match.group(1)) == 0:
-        raise VigilError(f"window {window!r} is not a length like '1h', '6h', '1d', '7d', '1w' or '30d'")
-    length = int(match.group(1)) * _UNITS[match.group(2)]
-    if length < dt.timedelta(days=1) and dt.timedelta(days=1) % length:
-        raise VigilError(f"window {window!r}: an hourly window must divide a day (1h, 2h, 3h, 4h, 6h, 8h, 12h)")
-    grain = "1h" if length < dt.timedelta(days=1) or length % dt.timedelta(days=1) else "1d"
-    return grain, length
-
-
-def window_start(ts: pd.Series | np.ndarray, length: dt.timedelta) -> np.ndarray:
-    """The start of the window each timestamp falls in (windows aligned on 1970-01-01 UTC; weeks on Mondays).
-
-    >>> str(window_start(np.array(["2026-01-07T13:00"], dtype="datetime64[us]"), dt.timedelta(weeks=1))[0])
-    '2026-01-05T00:00:00.000000'
-    """
-    values = np.asarray(ts, dtype="datetime64[us]").astype(np.int64)
-    step = int(length / dt.timedelta(microseconds=1))
-    origin = 4 * 86_400_000_000 if length % dt.timedelta(weeks=1) == dt.timedelta(0) else 0  # 1970-01-05: Monday
-    return ((values - origin) // step * step + origin).astype("datetime64[us]")
 
 
 @dataclass(frozen=True)
@@ -139,144 +108,170 @@ def column_profile(col: Column, values: pa.ChunkedArray | pa.Array, edges: np.nd
     return profile
 
 
-def baseline_edges(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed inner bin edges of a numeric column (its unique 1%..99% quantiles) and, among them, its deciles.
+def segment_kinds(schema: Schema) -> dict[str, str]:
+    """The columns a segment may name, with the kind of literal each compares with.
 
-    >>> fine, deciles = baseline_edges(np.arange(1000.0))
-    >>> fine[:2], deciles[:2]
-    (array([ 9.99, 19.98]), array([ 99.9, 199.8]))
+    Features, metadata, prediction, scores and target; not event ids, text, embeddings or item lists, and
+    no dropped PII (a hashed PII column compares with its tokens).
+
+    >>> import pandas as pd
+    >>> schema = Schema.infer(pd.DataFrame({"age": [30.0], "sex": ["F"], "y": [1]}), target="y")
+    >>> segment_kinds(schema)
+    {'age': 'number', 'sex': 'string', 'prediction': 'number', 'score': 'number', 'y': 'number'}
     """
-    finite = values[np.isfinite(values)]
-    if not len(finite):
-        return np.empty(0), np.empty(0)
-    quantiles = np.quantile(finite, EDGE_QUANTILES)
-    return np.unique(quantiles), np.unique(quantiles[DECILE_POSITIONS])
+    kinds = {Kind.NUMERIC: "number", Kind.CATEGORICAL: "string", Kind.BOOLEAN: "boolean",
+             Kind.TIMESTAMP: "timestamp"}
+    out = {}
+    for col in schema.columns:
+        if col.role in (Role.FEATURE, Role.METADATA, Role.PREDICTION, Role.SCORE, Role.TARGET) \
+                and col.kind in kinds and col.pii != "drop":
+            kind = "string" if col.pii == "hash" else kinds[col.kind]
+            if col.kind == Kind.CATEGORICAL and col.storage_type == "BIGINT":
+                kind = "number"
+            elif col.kind == Kind.CATEGORICAL and col.storage_type == "BOOLEAN":
+                kind = "boolean"
+            out[col.name] = kind
+    return out
 
 
-def coarse_counts(fine_counts: np.ndarray, edges: np.ndarray, coarse_edges: np.ndarray) -> np.ndarray:
-    """Counts on fine bins (inner ``edges``) summed into the bins of ``coarse_edges`` (a subset of them).
+def typed_segment(schema: Schema, segment: Any) -> Segment:
+    """A segment (``None``, a mapping, an expression or a :class:`Segment`) checked against a schema's columns.
 
-    >>> coarse_counts(np.array([1, 2, 3, 4]), np.array([1.0, 2.0, 3.0]), np.array([2.0]))
-    array([3, 7])
+    >>> import pandas as pd
+    >>> schema = Schema.infer(pd.DataFrame({"age": [30.0], "y": [1]}), target="y")
+    >>> typed_segment(schema, "age < 25").canonical
+    'age < 25'
     """
-    splits = np.searchsorted(edges, coarse_edges) + 1
-    return np.add.reduceat(np.asarray(fine_counts), np.unique(np.concatenate([[0], splits])))
+    return Segment.of(segment).check(segment_kinds(schema))
+
+
+def segment_key(segment: Any) -> str:
+    """The canonical text of a segment (``""`` for all events): what profiles are keyed by.
+
+    >>> segment_key(None), segment_key({"sex": "Female"})
+    ('', "sex == 'Female'")
+    """
+    return Segment.of(segment).canonical
+
+
+def segment_label(segment: Segment) -> str:
+    """What result frames show in their ``segment`` column: the canonical text, or "all".
+
+    >>> segment_label(Segment.of(None))
+    'all'
+    """
+    return segment.canonical or "all"
+
+
+def time_bound(value: Any, field: str) -> dt.datetime | None:
+    """A time bound (anything pandas reads as a time; naive times are UTC) as a naive UTC datetime, or None.
+
+    >>> time_bound("2026-01-02", "start")
+    datetime.datetime(2026, 1, 2, 0, 0)
+    """
+    if value is None:
+        return None
+    return naive_utc(value, field=field)
 
 
 class Monitor:
-    """Profiles and metrics of one project's models."""
+    """Profiles and metrics of one project's models.
+
+    Reads never write: stored profiles are used where they are up to date and the
+    windows that received data since are computed in memory. The write path
+    (:meth:`refresh`, run by the store's refresher) is what stores them.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.db = registry.db
+        self.store = registry.store
+        self.profiles = registry.store.profiles
+        self.events = registry.store.events
         self._baselines: dict[tuple[int, str], Baseline] = {}
 
     # -- baselines -----------------------------------------------------------------------------------
     def baseline(self, mv: ModelVersion) -> Baseline:
-        """The version's training baseline (computed once, kept in the store)."""
+        """The version's baseline: stored at registration, else computed here (without the model's outputs)."""
         cached = self._baselines.get((mv.model_id, mv.version))
         if cached is not None:
             return cached
-        self._baselines[(mv.model_id, mv.version)] = baseline = self._load_baseline(mv)
+        payload = self.profiles.baseline(mv.model_id, mv.version)
+        baseline = Baseline.from_json(payload) if payload is not None else self._compute_baseline(mv, None)
+        self._baselines[(mv.model_id, mv.version)] = baseline
         return baseline
 
-    def _load_baseline(self, mv: ModelVersion) -> Baseline:
-        row = self.db.fetchone("SELECT payload FROM baselines WHERE model_id = ? AND version = ?",
-                               [mv.model_id, mv.version])
-        if row is not None:
-            return Baseline.from_json(row[0])
-        table, source = self._baseline_table(mv)
+    def prepare_baseline(self, mv: ModelVersion, model: Any = None) -> Baseline:
+        """Compute and store a version's baseline at registration, with ``model``'s outputs on the training data
+        (the caller holds the model, so nothing is unpickled)."""
+        baseline = self._compute_baseline(mv, model)
+        self.profiles.save_baseline(mv.model_id, mv.version, baseline.to_json())
+        self._baselines.pop((mv.model_id, mv.version), None)
+        return self.baseline(mv)
+
+    def _compute_baseline(self, mv: ModelVersion, model: Any) -> Baseline:
+        table, source = self._baseline_table(mv, model)
         cols = [c for c in monitored_columns(mv.schema) if c.name in table.column_names]
         bins = {c.name: baseline_edges(table.column(c.name).to_numpy(zero_copy_only=False).astype(float))
                 for c in cols if is_numeric(c)}
         edges = {name: fine for name, (fine, _) in bins.items()}
         profiles = {c.name: column_profile(c, table.column(c.name), edges.get(c.name)) for c in cols}
-        baseline = Baseline(edges=edges, deciles={name: d for name, (_, d) in bins.items()}, profiles=profiles,
-                            source=source)
-        with self.db.transaction() as con:
-            con.execute("INSERT INTO baselines VALUES (?, ?, ?, ?)",
-                        [mv.model_id, mv.version, baseline.to_json(), utcnow()])
-        return baseline
+        return Baseline(edges=edges, deciles={name: d for name, (_, d) in bins.items()}, profiles=profiles,
+                        source=source)
 
-    def _baseline_table(self, mv: ModelVersion) -> tuple[pa.Table, str]:
-        """The training data, with the model's predictions on it when the artifact can make them."""
+    def training_table(self, mv: ModelVersion) -> pa.Table | None:
+        """The version's training data as stored (redacted), or None."""
+        return mv.training_dataset.table() if mv.training_dataset is not None else None
+
+    def _baseline_table(self, mv: ModelVersion, model: Any = None) -> tuple[pa.Table, str]:
+        """The training data, with ``model``'s predictions on it when given and able to make them."""
         ds = mv.training_dataset
         if ds is None:
-            with self.db.lock:
-                first = self.db.con.sql(
-                    f"SELECT * FROM {events_table(mv.model_id)} WHERE model_version = ? AND timestamp < "
-                    f"(SELECT min(timestamp) + INTERVAL 1 DAY FROM {events_table(mv.model_id)} "
-                    f"WHERE model_version = ?)", params=[mv.version, mv.version]).to_arrow_table()
-            return first, "first day of events"
-        table = pq.read_table(self.registry.home / ds.path)
-        return _with_predictions(mv, table), f"training data {ds.name}@{ds.version}"
+            return self.profiles.first_day(mv.model_id, mv.version), "first day of events"
+        table = ds.table()
+        if model is not None:
+            table = _with_predictions(mv, table, model)
+        return table, f"training data {ds.name}@{ds.version}"
 
     # -- profiles ------------------------------------------------------------------------------------
-    def refresh(self, mv: ModelVersion, grain: str, segment: str = ALL) -> int:
-        """Recompute the base windows that received events or labels since last time; returns how many."""
-        etable, ltable = events_table(mv.model_id), labels_table(mv.model_id)
-        has_labels = mv.schema.target is not None and self.db.table_exists(ltable)
-        mark = self.db.fetchone(
-            "SELECT events_through, labels_through FROM profile_marks WHERE model_id = ? AND version = ? "
-            "AND segment = ? AND grain = ?", [mv.model_id, mv.version, segment, grain])
-        events_through, labels_through = mark if mark else (None, None)
-        unit = "hour" if grain == "1h" else "day"
-        where, params = _segment_filter(segment)
-        dirty_sql = (f"SELECT DISTINCT date_trunc('{unit}', e.timestamp) AS w FROM {etable} e "
-                     f"WHERE e.model_version = ? AND (? IS NULL OR e.ingested_at > ?) AND {where}")
-        dirty_params: list[Any] = [mv.version, events_through, events_through, *params]
-        if has_labels:
-            dirty_sql += (f" UNION SELECT DISTINCT date_trunc('{unit}', e.timestamp) FROM {ltable} l "
-                          f"JOIN {etable} e ON e.event_id = l.event_id WHERE e.model_version = ? "
-                          f"AND (? IS NULL OR l.ingested_at > ?) AND {where}")
-            dirty_params += [mv.version, labels_through, labels_through, *params]
-        new_marks = self.db.fetchone(
-            f"SELECT (SELECT max(ingested_at) FROM {etable})"
-            + (f", (SELECT max(ingested_at) FROM {ltable})" if has_labels else ", NULL"))
-        if mark is not None and tuple(new_marks) == tuple(mark):
-            return 0  # nothing arrived since the last computation: the common case of a read
-        try:
-            dirty = [r[0] for r in self.db.fetchall(dirty_sql, dirty_params)]
-        except duckdb.Error as err:
-            if segment == ALL:
-                raise
-            raise VigilError(f"segment {segment!r} is not a condition on this model's event columns: "
-                             f"{str(err).splitlines()[0]}") from None
-        if not dirty and mark is not None:
+    def _has_labels(self, mv: ModelVersion) -> bool:
+        return mv.schema.target is not None and self.events.has_labels(mv.model_id)
+
+    def refresh(self, mv: ModelVersion, grain: str, segment: Any = None) -> int:
+        """Recompute and store the base windows that received events or labels since last time (the write path);
+        returns how many."""
+        seg = typed_segment(mv.schema, segment)
+        computed, marks, stale = self._stale_profiles(mv, grain, seg)
+        if marks is None:
             return 0
+        self.profiles.replace(mv.model_id, mv.version, seg.canonical, grain,
+                              {w: {name: p.to_bytes() for name, p in ps.items()} for w, ps in computed.items()},
+                              marks, stale=stale)
+        return len(computed) + len(stale)
+
+    def _stale_profiles(self, mv: ModelVersion, grain: str, seg: Segment
+                        ) -> tuple[dict[dt.datetime, dict[str, Any]], tuple[Any, Any] | None, list[dt.datetime]]:
+        """Fresh profiles of the base windows that changed since the stored ones, the marks they bring the
+        profiles to (None when nothing changed), and the changed windows that now hold no events."""
+        has_labels = self._has_labels(mv)
+        target = mv.schema.target.name if has_labels else None
+        mark = self.profiles.mark(mv.model_id, mv.version, seg.canonical, grain)
+        new_marks = self.profiles.high_water(mv.model_id, has_labels)
+        if mark is not None and tuple(new_marks) == tuple(mark):
+            return {}, None, []  # nothing arrived since the last computation: the common case of a read
+        dirty = self.profiles.dirty_windows(mv.model_id, mv.version, seg, grain, mark, target)
+        if not dirty and mark is not None:
+            return {}, tuple(new_marks), []
         baseline = self.baseline(mv)
         step = dt.timedelta(hours=1) if grain == "1h" else dt.timedelta(days=1)
-        with self.db.transaction() as con:
-            for start in sorted(dirty):
-                table = self._window_rows(mv, start, start + step, segment, has_labels)
-                con.execute("DELETE FROM profiles WHERE model_id = ? AND version = ? AND segment = ? AND grain = ? "
-                            "AND window_start = ?", [mv.model_id, mv.version, segment, grain, start])
-                rows = [(name, p.to_bytes().decode()) for name, p in
-                        self._profiles_of(mv, table, baseline).items()]
-                if rows:
-                    con.executemany(
-                        "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [[mv.model_id, mv.version, segment, grain, start, name, payload, utcnow()]
-                         for name, payload in rows])
-            con.execute("DELETE FROM profile_marks WHERE model_id = ? AND version = ? AND segment = ? AND grain = ?",
-                        [mv.model_id, mv.version, segment, grain])
-            con.execute("INSERT INTO profile_marks VALUES (?, ?, ?, ?, ?, ?)",
-                        [mv.model_id, mv.version, segment, grain, new_marks[0], new_marks[1]])
-        return len(dirty)
-
-    def _window_rows(self, mv: ModelVersion, start: dt.datetime, end: dt.datetime, segment: str,
-                     has_labels: bool) -> pa.Table:
-        etable = events_table(mv.model_id)
-        where, params = _segment_filter(segment)
-        target = mv.schema.target
-        select, join = "e.*", ""
-        if has_labels:
-            select += f", l.{quote(target.name)}, l.label_time"
-            join = f"LEFT JOIN {labels_table(mv.model_id)} l ON l.event_id = e.event_id"
-        with self.db.lock:
-            return self.db.con.sql(
-                f"SELECT {select} FROM {etable} e {join} WHERE e.model_version = ? AND e.timestamp >= ? "
-                f"AND e.timestamp < ? AND {where}", params=[mv.version, start, end, *params]).to_arrow_table()
+        computed: dict[dt.datetime, dict[str, Any]] = {}
+        stale: list[dt.datetime] = []
+        for start in dirty:
+            table = self.profiles.window_rows(mv.model_id, mv.version, start, start + step, seg, target)
+            if table.num_rows:
+                computed[start] = self._profiles_of(mv, table, baseline)
+            else:
+                stale.append(start)
+        return computed, tuple(new_marks), stale
 
     def _profiles_of(self, mv: ModelVersion, table: pa.Table, baseline: Baseline) -> dict[str, Any]:
         """Every profile of one window: one per monitored column, plus performance and traffic."""
@@ -328,38 +323,35 @@ class Monitor:
         profile.update(y_true, y_pred, scores)
         return profile
 
-    def window_profiles(self, mv: ModelVersion, window: str, *, segment: str = ALL, start: Any = None,
+    def window_profiles(self, mv: ModelVersion, window: str, *, segment: Any = None, start: Any = None,
                         end: Any = None, columns: Iterable[str] | None = None) -> dict[dt.datetime, dict[str, Any]]:
-        """Profiles per window (merged from the base grain), oldest first, after a refresh.
+        """Profiles per window (merged from the base grain), oldest first, up to date with every stored event.
 
         ``columns`` limits what is read (a series of one metric reads only its profiles).
         """
         grain, length = parse_window(window)
-        self.refresh(mv, grain, segment)
-        where, params = ["model_id = ?", "version = ?", "segment = ?", "grain = ?"], [
-            mv.model_id, mv.version, segment, grain]
-        if columns is not None:
-            names = list(columns)
-            where.append(f"column_name IN ({', '.join('?' for _ in names)})" if names else "FALSE")
-            params.extend(names)
-        for bound, op in ((start, ">="), (end, "<")):
-            if bound is not None:
-                where.append(f"window_start {op} ?")
-                params.append(naive_utc(bound))
-        rows = self.db.fetchall(
-            f"SELECT window_start, column_name, payload FROM profiles WHERE {' AND '.join(where)} "
-            f"ORDER BY window_start", params)
+        seg = typed_segment(mv.schema, segment)
+        start, end = time_bound(start, "start"), time_bound(end, "end")
+        fresh, _, stale = self._stale_profiles(mv, grain, seg)
+        names = None if columns is None else set(columns)
+        rows: list[tuple[dt.datetime, str, Any]] = []
+        replaced = set(fresh) | set(stale)
+        for at, name, payload in self.profiles.read(mv.model_id, mv.version, seg.canonical, grain, columns=columns,
+                                                    start=start, end=end):
+            if at not in replaced:
+                rows.append((at, name, prof.profile_from_dict(json.loads(payload))))
+        for at, profiles in fresh.items():
+            if (start is None or at >= start) and (end is None or at < end):
+                rows += [(at, name, p) for name, p in profiles.items() if names is None or name in names]
         if not rows:
             return {}
+        rows.sort(key=lambda r: r[0])
         starts = window_start(np.array([r[0] for r in rows], dtype="datetime64[us]"), length)
         merged: dict[dt.datetime, dict[str, Any]] = {}
-        for (_, name, payload), w in zip(rows, starts, strict=True):
-            key = pd.Timestamp(w).to_pydatetime()
-            profile = prof.profile_from_dict(json.loads(payload))
-            bucket = merged.setdefault(key, {})
+        for (_, name, profile), w in zip(rows, starts, strict=True):
+            bucket = merged.setdefault(pd.Timestamp(w).to_pydatetime(), {})
             bucket[name] = bucket[name].merge(profile) if name in bucket else profile
         return merged
-
 
     # -- metrics -------------------------------------------------------------------------------------
     def _reference(self, mv: ModelVersion, baseline: Any, window: str, segment: str,
@@ -376,18 +368,23 @@ class Monitor:
                 for name, p in profiles.items():
                     merged[name] = merged[name].merge(p) if name in merged else p
             if not merged:
-                raise VigilError(f"the reference window {baseline[0]} to {baseline[1]} holds no events")
+                raise InvalidParameterError(f"the reference window {baseline[0]} to {baseline[1]} holds no events",
+                                            field="baseline")
             return merged
-        raise VigilError(f"baseline must be 'training', 'previous' or a (start, end) pair, got {baseline!r}")
+        raise InvalidParameterError(f"baseline must be 'training', 'previous' or a (start, end) pair, got {baseline!r}",
+                                    field="baseline")
 
-    def drift(self, mv: ModelVersion, *, window: str = "1d", baseline: Any = "training", segment: str = ALL,
+    def drift(self, mv: ModelVersion, *, window: str = "1d", baseline: Any = "training", segment: Any = None,
               start: Any = None, end: Any = None, methods: dict[str, str] | None = None,
               thresholds: dict[str, float] | None = None, columns: Iterable[str] | None = None) -> pd.DataFrame:
         """Drift of the monitored columns (all, or ``columns``) per window against the baseline."""
+        segment = typed_segment(mv.schema, segment)
+        label = segment_label(segment)
         monitored = [c for c in monitored_columns(mv.schema) if columns is None or c.name in set(columns)]
         if columns is not None and len(monitored) < len(set(columns)):
             unknown = sorted(set(columns) - {c.name for c in monitored})
-            raise VigilError(f"columns {unknown} are not monitored columns of model {mv.model!r}")
+            raise InvalidParameterError(f"columns {unknown} are not monitored columns of model {mv.model!r}",
+                                        field="columns")
         windows = self.window_profiles(mv, window, segment=segment, start=start, end=end,
                                        columns=[c.name for c in monitored])
         fixed = self._reference(mv, baseline, window, segment, windows)
@@ -411,16 +408,18 @@ class Monitor:
                 else:
                     result = categorical_drift(ref, cur, method=methods.get(col.name),
                                                threshold=thresholds.get(col.name))
-                rows.append({"window": start_, "segment": segment or "all", "column": col.name,
+                rows.append({"window": start_, "segment": label, "column": col.name,
                              "role": col.role.value, "kind": "numeric" if is_numeric(col) else "categorical",
-                             **result, "status": "drift" if result["drifted"] else "ok", "baseline": source})
+                             **result, "baseline": source})
         return _frame(rows, ["window", "segment", "column", "role", "kind", "method", "value", "threshold",
                              "drifted", "status", "p_value", "psi", "js_distance", "hellinger", "baseline"])
 
-    def performance(self, mv: ModelVersion, *, window: str = "1d", segment: str = ALL, start: Any = None,
+    def performance(self, mv: ModelVersion, *, window: str = "1d", segment: Any = None, start: Any = None,
                     end: Any = None, threshold: float | None = None, average: str | None = None,
                     metrics: Iterable[str] | None = None) -> pd.DataFrame:
         """Model quality per window from labelled events (see ``Store.performance``)."""
+        segment = typed_segment(mv.schema, segment)
+        label = segment_label(segment)
         rows = []
         for start_, profiles in self.window_profiles(mv, window, segment=segment, start=start, end=end,
                                                      columns=[PERFORMANCE, DELAY]).items():
@@ -430,13 +429,15 @@ class Monitor:
                 continue
             for metric, value in performance_metrics(mv.schema, p, threshold=threshold, average=average,
                                                      metrics=metrics).items():
-                rows.append({"window": start_, "segment": segment or "all", "metric": metric, "value": value,
+                rows.append({"window": start_, "segment": label, "metric": metric, "value": value,
                              "labelled": int(p.count), "events": events})
         return _frame(rows, ["window", "segment", "metric", "value", "labelled", "events"])
 
-    def traffic(self, mv: ModelVersion, *, window: str = "1d", segment: str = ALL, start: Any = None,
+    def traffic(self, mv: ModelVersion, *, window: str = "1d", segment: Any = None, start: Any = None,
                 end: Any = None) -> pd.DataFrame:
         """Event count, label coverage and label delay per window."""
+        segment = typed_segment(mv.schema, segment)
+        label = segment_label(segment)
         rows = []
         for start_, profiles in self.window_profiles(mv, window, segment=segment, start=start, end=end,
                                                      columns=[DELAY]).items():
@@ -447,12 +448,14 @@ class Monitor:
                                   ("label_coverage", delay.count / events if events else float("nan")),
                                   ("label_delay_hours_median", median),
                                   ("label_delay_hours_mean", delay.mean if delay.count else float("nan"))):
-                rows.append({"window": start_, "segment": segment or "all", "metric": metric, "value": float(value)})
+                rows.append({"window": start_, "segment": label, "metric": metric, "value": float(value)})
         return _frame(rows, ["window", "segment", "metric", "value"])
 
-    def integrity(self, mv: ModelVersion, *, window: str = "1d", segment: str = ALL, start: Any = None,
+    def integrity(self, mv: ModelVersion, *, window: str = "1d", segment: Any = None, start: Any = None,
                   end: Any = None) -> pd.DataFrame:
         """Per window and column: missing rate, out-of-range and unseen-category shares, quarantined rows."""
+        segment = typed_segment(mv.schema, segment)
+        label = segment_label(segment)
         bl = self.baseline(mv)
         grain, length = parse_window(window)
         quarantined = self._quarantined(mv, length)
@@ -462,25 +465,15 @@ class Monitor:
                 p, ref = profiles.get(col.name), bl.profiles.get(col.name)
                 if p is None or col.kind == Kind.EMBEDDING:
                     continue
-                total = p.count + p.missing
-                metrics = {"missing_rate": p.missing / total if total else float("nan")}
-                if is_numeric(col) and ref is not None and not ref.is_empty and p.count:
-                    below, above = _outside_share(p, ref.min, ref.max)
-                    metrics["out_of_range_rate"] = below + above
-                    metrics["outlier_rate"] = sum(_outside_share(p, *robust_range(ref)))
-                elif not is_numeric(col) and ref is not None and not ref.is_empty and p.count:
-                    known = ref.frequencies()
-                    metrics["unseen_category_rate"] = sum(
-                        v for k, v in p.frequencies().items() if k not in known) / p.count
-                for metric, value in metrics.items():
-                    rows.append({"window": start_, "segment": segment or "all", "column": col.name,
+                for metric, value in integrity_metrics(p, ref).items():
+                    rows.append({"window": start_, "segment": label, "column": col.name,
                                  "metric": metric, "value": float(value)})
             refused = quarantined.get(start_, {})
-            rows.append({"window": start_, "segment": segment or "all", "column": None,
+            rows.append({"window": start_, "segment": label, "column": None,
                          "metric": "quarantined_rows", "value": float(sum(refused.values()))})
             for (column, reason), n in sorted(refused.items(), key=lambda item: (str(item[0][0]), item[0][1])):
                 if column is not None:  # type violations, missing required values... by column
-                    rows.append({"window": start_, "segment": segment or "all", "column": column,
+                    rows.append({"window": start_, "segment": label, "column": column,
                                  "metric": f"quarantined_{reason}", "value": float(n)})
         return _frame(rows, ["window", "segment", "column", "metric", "value"])
 
@@ -496,37 +489,34 @@ class Monitor:
         """
         schema = mv.schema
         if schema.target is None:
-            raise VigilError(f"model {mv.model!r} has no target column, so it has no performance to rank")
+            raise SchemaError(f"model {mv.model!r} has no target column, so it has no performance to rank",
+                              field="model")
         candidates = [c for c in schema.columns if c.role in (Role.FEATURE, Role.METADATA)
-                      and c.kind in (Kind.CATEGORICAL, Kind.BOOLEAN)]
+                      and c.kind in (Kind.CATEGORICAL, Kind.BOOLEAN) and c.pii != "drop"]
         if by is None:
             bl = self.baseline(mv)
             by = [c.name for c in candidates
                   if c.name not in bl.profiles or len(bl.profiles[c.name].frequencies()) <= max_categories]
-        unknown = [b for b in by if b not in schema]
+        unknown = [b for b in by if b not in {c.name for c in candidates}]
         if unknown:
-            raise VigilError(f"columns {unknown} are not columns of model {mv.model!r}")
-        if not self.db.table_exists(labels_table(mv.model_id)):
+            raise InvalidParameterError(f"columns {unknown} are not categorical columns of model {mv.model!r} that "
+                                        f"events keep; choose from {sorted(c.name for c in candidates)}", field="by")
+        if not self._has_labels(mv):
             return _frame([], _WORST_COLUMNS)
-        where, params = ["e.model_version = ?"], [mv.version]
-        for bound, op in ((start, ">="), (end, "<")):
-            if bound is not None:
-                where.append(f"e.timestamp {op} ?")
-                params.append(naive_utc(bound))
         needed = {schema.target.name, *by, *(c.name for c in schema.scores)}
         if schema.prediction is not None:
             needed.add(schema.prediction.name)
-        select = ", ".join(f"l.{quote(n)}" if n == schema.target.name else f"e.{quote(n)}" for n in sorted(needed))
-        with self.db.lock:
-            table = self.db.con.sql(
-                f"SELECT {select} FROM {events_table(mv.model_id)} e JOIN {labels_table(mv.model_id)} l "
-                f"ON l.event_id = e.event_id WHERE {' AND '.join(where)}", params=params).to_arrow_table()
+        stored = {c.name for c in schema.columns if c.pii != "drop"}
+        table = self.events.read(mv.model_id, version=mv.version, start=time_bound(start, "start"),
+                                 end=time_bound(end, "end"), target=schema.target.name, labelled_only=True,
+                                 columns=needed & stored, order=False, readable_only=True)
         overall_profile = self._performance_profile(mv, table, np.ones(table.num_rows, dtype=bool))
         if overall_profile is None:
             return _frame([], _WORST_COLUMNS)
         overall = performance_metrics(schema, overall_profile, threshold=threshold)
         if metric not in overall:
-            raise VigilError(f"metric {metric!r} is not available for this model; choose from {sorted(overall)}")
+            raise InvalidParameterError(f"metric {metric!r} is not available for this model; choose from "
+                                        f"{sorted(overall)}", field="metric")
         higher_is_better = metric not in _LOWER_IS_BETTER
         rows = []
         for column in by:
@@ -545,11 +535,9 @@ class Monitor:
         return frame.sort_values("gap", kind="stable").reset_index(drop=True)
 
     def _quarantined(self, mv: ModelVersion, length: dt.timedelta) -> dict[dt.datetime, dict[tuple[Any, str], int]]:
-        """Rows refused per window (by when they were refused: their own time may be what was wrong),
-        counted by column and reason."""
-        rows = self.db.fetchall(
-            "SELECT quarantined_at, column_name, reason, count(*) FROM quarantine WHERE model_id = ? "
-            "AND version = ? GROUP BY 1, 2, 3", [mv.model_id, mv.version])
+        """Rows refused per window, counted by column and reason (placed by the row's own event time where it
+        parses, else by when it was refused: its own time may be what was wrong)."""
+        rows = self.events.quarantine_counts(mv.model_id, mv.version)
         out: dict[dt.datetime, dict[tuple[Any, str], int]] = {}
         if rows:
             starts = window_start(np.array([r[0] for r in rows], dtype="datetime64[us]"), length)
@@ -557,45 +545,6 @@ class Monitor:
                 counts = out.setdefault(pd.Timestamp(w).to_pydatetime(), {})
                 counts[(column, reason)] = counts.get((column, reason), 0) + n
         return out
-
-
-def segment_key(segment: Any) -> str:
-    """The canonical text of a segment: ``""`` for all events, else a SQL condition on event columns.
-
-    A mapping ``{column: value}`` (or ``{column: [values]}``) becomes equality tests joined by AND.
-
-    >>> segment_key(None)
-    ''
-    >>> print(segment_key({"sex": "Female", "age-band": ["18-25", "26-35"]}))
-    "sex" = 'Female' AND "age-band" IN ('18-25', '26-35')
-    """
-    if segment is None or segment == ALL:
-        return ALL
-    if isinstance(segment, dict):
-        parts = []
-        for column, value in segment.items():
-            if isinstance(value, list | tuple | set):
-                parts.append(f"{quote(column)} IN ({', '.join(_literal(v) for v in value)})")
-            else:
-                parts.append(f"{quote(column)} = {_literal(value)}")
-        return " AND ".join(parts)
-    if isinstance(segment, str):
-        return segment.strip()
-    raise VigilError(f"a segment is a {{column: value}} mapping or a SQL condition, got {type(segment).__name__}")
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return repr(float(value)) if isinstance(value, float | np.floating) else str(int(value))
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _segment_filter(segment: str) -> tuple[str, list[Any]]:
-    """SQL for a segment key (see :func:`segment_key`)."""
-    return ("TRUE", []) if segment == ALL else (f"({segment})", [])
-
 
 
 def _scores_matrix(schema: Schema, rows: pa.Table) -> np.ndarray | None:
@@ -618,86 +567,27 @@ def _predict_from_scores(schema: Schema, scores: np.ndarray) -> np.ndarray:
     return classes[np.argmax(scores, axis=1)]
 
 
-def _with_predictions(mv: ModelVersion, table: pa.Table) -> pa.Table:
-    """The training table plus the model's prediction and score columns, when its artifact can make them."""
+def _with_predictions(mv: ModelVersion, table: pa.Table, model: Any) -> pa.Table:
+    """The training table plus ``model``'s prediction and score columns, when it can make them."""
     schema = mv.schema
-    if mv.artifact_sha256 is None:
-        return table
-    features = [c.name for c in schema.features if c.name in table.column_names]
+    reads = model_inputs(model) or [c.name for c in schema.features]
+    features = [c for c in reads if c in table.column_names]
     try:
-        model = mv.load_model()
         frame = table.select(features).to_pandas()
-        if schema.prediction is not None and hasattr(model, "predict"):
+        if schema.prediction is not None and schema.prediction.name not in table.column_names \
+                and hasattr(model, "predict"):
             table = table.append_column(schema.prediction.name, pa.array(model.predict(frame)))
-        if schema.task == "binary" and schema.scores and hasattr(model, "predict_proba"):
+        if schema.task == "binary" and schema.scores and schema.scores[0].name not in table.column_names \
+                and hasattr(model, "predict_proba"):
             table = table.append_column(schema.scores[0].name, pa.array(model.predict_proba(frame)[:, -1]))
     except Exception:  # noqa: BLE001 - a model that cannot score its own training data leaves no output baseline
         return table
     return table
 
 
-
-def numeric_drift(ref: Any, cur: Any, edges: np.ndarray, deciles: np.ndarray, *, method: str | None = None,
-                  threshold: float | None = None) -> dict[str, Any]:
-    """Drift of a numeric column between two profiles binned on the same ``edges``.
-
-    PSI, Jensen–Shannon, Hellinger and chi-squared use the baseline's deciles;
-    KS and the normalised Wasserstein distance use the fine bins (approximations
-    at the bins' resolution, as :mod:`vigil.core.metrics.drift` documents).
-    """
-    fine_r, fine_c = np.asarray(ref.hist, dtype=float), np.asarray(cur.hist, dtype=float)
-    coarse_r, coarse_c = coarse_counts(fine_r, edges, deciles), coarse_counts(fine_c, edges, deciles)
-    _, ks_p = drift.ks_from_counts(fine_r, fine_c)
-    stats = {
-        "wasserstein": drift.wasserstein_from_counts(
-            fine_r, fine_c, edges, lower=min(ref.min, cur.min, *edges[:1]), upper=max(ref.max, cur.max, *edges[-1:]),
-            scale=max(ref.std, drift.MIN_SCALE)),
-        "psi": drift.psi_from_counts(coarse_r, coarse_c),
-        "js_distance": drift.js_distance_from_counts(coarse_r, coarse_c),
-        "hellinger": drift.hellinger_from_counts(coarse_r, coarse_c),
-        "ks_p_value": ks_p,
-    }
-    return drift.decide(stats, "numeric", method, threshold)
-
-
-def categorical_drift(ref: Any, cur: Any, *, method: str | None = None,
-                      threshold: float | None = None) -> dict[str, Any]:
-    """Drift of a categorical column: the baseline's categories plus an "unseen" bucket."""
-    rf, cf = ref.frequencies(), cur.frequencies()
-    labels = sorted(rf)
-    r = np.array([rf[k] for k in labels] + [0], dtype=float)
-    c = np.array([cf.get(k, 0) for k in labels] + [sum(v for k, v in cf.items() if k not in rf)], dtype=float)
-    _, chi_p = drift.chi2_from_counts(r, c)
-    stats = {
-        "js_distance": drift.js_distance_from_counts(r, c),
-        "psi": drift.psi_from_counts(r, c),
-        "hellinger": drift.hellinger_from_counts(r, c),
-        "chi2_p_value": chi_p,
-    }
-    return drift.decide(stats, "categorical", method, threshold)
-
-
 _WORST_COLUMNS = ["column", "value", "segment", "metric", "score", "overall", "gap", "labelled"]
 #: Metrics where lower is better (for ranking segments).
 _LOWER_IS_BETTER = {"fpr", "fnr", "log_loss", "brier", "ece", "mae", "rmse", "mape"}
-
-def robust_range(profile: Any) -> tuple[float, float]:
-    """The baseline's robust range of a numeric column: 3 interquartile ranges beyond the quartiles.
-
-    >>> p = prof.NumericProfile().update(np.arange(101.0))
-    >>> robust_range(p)
-    (-125.0, 225.0)
-    """
-    q1, q3 = profile.quantiles([0.25, 0.75])
-    return float(q1 - 3 * (q3 - q1)), float(q3 + 3 * (q3 - q1))
-
-
-def _outside_share(profile: Any, lo: float, hi: float) -> tuple[float, float]:
-    """Shares of a profile's values below ``lo`` and above ``hi`` (from its sketch, within its rank error)."""
-    below = 0.0 if lo <= profile.min else float(profile.cdf([lo])[0])
-    upto = 1.0 if hi >= profile.max else float(profile.cdf([hi])[0])
-    return below, 1.0 - upto
-
 
 def _events_in(profiles: dict[str, Any]) -> int:
     delay = profiles.get(DELAY)
@@ -733,7 +623,7 @@ def performance_metrics(schema: Schema, profile: Any, *, threshold: float | None
         cm, labels=labels, average=average or ("binary" if binary else "macro"),
         pos_label=labels[-1] if binary else None) if want(*ratios) else {}
     if not summary and want("accuracy"):
-        summary = {"accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else 0.0}
+        summary = {"accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan")}
     out: dict[str, float] = {}
     for name, value in summary.items():
         if name == "support":

@@ -1,8 +1,10 @@
 """Projects, datasets (by content hash), models and versions, lineage and the audit log.
 
+The registry speaks only the store protocols (:mod:`vigil.store.protocols`).
+
 >>> import tempfile, pandas as pd
->>> from vigil.store.database import Database
->>> reg = Registry(Database.open(tempfile.mkdtemp()), "default")
+>>> from vigil.store import open_backend
+>>> reg = Registry(open_backend(tempfile.mkdtemp()), "default")
 >>> ds = reg.register_dataset("train", pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}))
 >>> (ds.name, ds.version), reg.register_dataset("train", pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})).version
 (('train', 1), 1)
@@ -14,21 +16,20 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow as pa
 
-from vigil.core.frames import content_hash, to_arrow
-from vigil.core.pii import project_key, redact_columns
-from vigil.core.schema import TASKS, Role, Schema
-from vigil.core.validation import LABEL_TIME, arrow_type
-from vigil.errors import AlreadyExistsError, NotFoundError, SchemaError, VigilError
-from vigil.store.artifacts import load_artifact, save_artifact
-from vigil.store.database import Database, quote
+from vigil.core.frames import content_hash
+from vigil.core.pii import check_pii_columns, redact_columns
+from vigil.core.schema import TASKS, Kind, Schema, check_name
+from vigil.errors import AlreadyExistsError, InvalidParameterError, NotFoundError, SchemaError
+from vigil.services.sources import load_table
+from vigil.store.keys import project_key
+from vigil.store.protocols import Backend, DatasetRecord, VersionRecord
 
 STATUSES = ("draft", "validated", "production", "challenger", "shadow", "retired")
 
@@ -59,11 +60,29 @@ class Dataset:
     path: str
     created_at: dt.datetime
     created_by: str | None
-    home: Path = field(repr=False, compare=False)
+    blobs: Any = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, record: DatasetRecord, blobs: Any) -> Dataset:
+        """A dataset from its registry record."""
+        return cls(record.dataset_id, record.name, record.version, record.content_hash, record.n_rows,
+                   record.columns, record.path, record.created_at, record.created_by, blobs=blobs)
+
+    @property
+    def home(self) -> Path:
+        """The directory the dataset file lies under."""
+        return self.blobs.root
+
+    def table(self) -> pa.Table:
+        """The dataset's rows as Arrow."""
+        return self.blobs.read_dataset(self.path)
 
     def load(self) -> pd.DataFrame:
         """The dataset's rows."""
-        return pq.read_table(self.home / self.path).to_pandas()
+        return self.table().to_pandas()
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, version={self.version}, rows={self.n_rows}, hash={self.content_hash[:12]})"
 
 
 @dataclass(frozen=True)
@@ -82,78 +101,89 @@ class ModelVersion:
     created_at: dt.datetime
     created_by: str | None
     model_id: int = field(repr=False)
-    home: Path = field(repr=False, compare=False)
+    blobs: Any = field(repr=False, compare=False)
 
-    def load_model(self) -> Any:
-        """The model object, unpickled from the home after checking its sha256."""
+    @property
+    def home(self) -> Path:
+        """The directory the artifact lies under."""
+        return self.blobs.root
+
+    def load_model(self, *, trust: bool = False) -> Any:
+        """The model object, unpickled only when its signature verifies under your signing key.
+
+        An artifact signed by another key (a home someone else built) raises
+        :class:`~vigil.errors.UntrustedArtifactError`; ``trust=True`` loads it
+        anyway (see ``docs/security.md``).
+        """
         if self.artifact_sha256 is None:
-            raise NotFoundError(f"model {self.model!r} version {self.version!r} was registered without an artifact")
-        return load_artifact(self.home, self.artifact_sha256)
+            raise NotFoundError(f"model {self.model!r} version {self.version!r} was registered without an artifact",
+                                field="model")
+        return self.blobs.load_artifact(self.artifact_sha256, trust=trust)
+
+    def __repr__(self) -> str:
+        data = f", training={self.training_dataset.name}@{self.training_dataset.version}" \
+            if self.training_dataset is not None else ""
+        return (f"ModelVersion({self.model!r}, version={self.version!r}, task={self.task!r}, "
+                f"status={self.status!r}, columns={len(self.schema.columns)}{data})")
 
 
-def events_table(model_id: int) -> str:
-    """Name of a model's event table."""
-    return f"events_{model_id}"
+def model_inputs(model: Any) -> list[str] | None:
+    """The input columns a fitted model records that it reads, when it does.
+
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LinearRegression
+    >>> model_inputs(LinearRegression().fit(pd.DataFrame({"a": [0.0, 1.0], "b": [1.0, 0.0]}), [0, 1]))
+    ['a', 'b']
+    >>> model_inputs(lambda rows: rows) is None
+    True
+    """
+    for get in (lambda m: m.feature_names_in_, lambda m: m.get_booster().feature_names,
+                lambda m: m.booster_.feature_name(), lambda m: m.feature_name()):
+        try:
+            names = get(model)
+        except Exception:  # noqa: BLE001 - each library records its inputs its own way, or not at all
+            continue
+        if names is not None and len(names) and all(isinstance(n, str) for n in names):
+            return [str(n) for n in names]
+    return None
 
 
-def labels_table(model_id: int) -> str:
-    """Name of a model's label table."""
-    return f"labels_{model_id}"
-
-
-#: Columns the event table has besides the schema's, in order, with their types.
-SYSTEM_COLUMNS = {
-    "event_id": "VARCHAR NOT NULL",
-    "timestamp": "TIMESTAMP NOT NULL",
-    "model_version": "VARCHAR NOT NULL",
-    "ingested_at": "TIMESTAMP NOT NULL",
-    "batch_id": "VARCHAR NOT NULL",
-}
+def _metadata_kind(field_type: pa.DataType) -> str:
+    if pa.types.is_boolean(field_type):
+        return Kind.BOOLEAN.value
+    if pa.types.is_integer(field_type) or pa.types.is_floating(field_type):
+        return Kind.NUMERIC.value
+    return Kind.CATEGORICAL.value
 
 
 class Registry:
     """The registry of one project in a store."""
 
-    def __init__(self, db: Database, project: str) -> None:
-        self.db = db
-        self.project = project
-        row = db.fetchone("SELECT project_id FROM projects WHERE name = ?", [project])
-        if row is None:
-            if db.read_only:
-                raise NotFoundError(f"project {project!r} does not exist")
-            with db.transaction() as con:
-                con.execute("INSERT INTO projects (name, created_at) VALUES (?, ?)", [project, utcnow()])
-                row = con.execute("SELECT project_id FROM projects WHERE name = ?", [project]).fetchall()[0]
-                self._audit(con, "create", "project", project, {})
-        self.project_id: int = row[0]
+    def __init__(self, store: Backend, project: str) -> None:
+        self.store = store
+        self.meta = store.metadata
+        self.project = check_name(project, "project")
+        self.project_id: int = self.meta.ensure_project(self.project, actor=current_user())
         self._versions: dict[tuple[str, str], ModelVersion] = {}
 
     @property
     def home(self) -> Path:
         """The store's home directory."""
-        return self.db.home
+        return self.store.home
 
     def pii_key(self) -> bytes:
         """This project's key for hashing PII."""
         return project_key(self.home, self.project)
 
     # -- audit ---------------------------------------------------------------------------------------
-    def _audit(self, con: Any, action: str, object_type: str, object_id: str, details: dict[str, Any],
-               actor: str | None = None) -> None:
-        con.execute(
-            "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, details_json) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [utcnow(), actor or current_user(), action, object_type, f"{self.project}/{object_id}",
-             json.dumps(details, default=str, sort_keys=True)],
-        )
+    def audit(self, action: str, object_type: str, object_id: str, details: dict[str, Any],
+              actor: str | None = None) -> None:
+        """Record an action in the audit log."""
+        self.meta.audit(self.project, action, object_type, object_id, details, actor or current_user())
 
     def audit_log(self) -> pd.DataFrame:
         """Every recorded action in this project, oldest first."""
-        return self.db.execute(
-            "SELECT entry_id, occurred_at, actor, action, object_type, object_id, details_json FROM audit_log "
-            "WHERE object_id LIKE ? ORDER BY entry_id",
-            [f"{self.project}/%"],
-        ).df()
+        return self.meta.audit_log(self.project)
 
     # -- datasets ------------------------------------------------------------------------------------
     def register_dataset(
@@ -166,72 +196,35 @@ class Registry:
         ``pii`` names columns to hash (list) or maps them to ``"hash"`` or
         ``"drop"``; they are redacted before the table is written.
         """
-        table = to_arrow(data)
+        name = check_name(name, "name")
+        table = load_table(data)
         if pii:
             actions = dict(pii) if isinstance(pii, dict) else {c: "hash" for c in pii}
-            unknown = [c for c in actions if c not in table.column_names]
-            if unknown:
-                raise SchemaError(f"pii columns {unknown} are not in dataset {name!r}")
-            table = redact_columns(table, actions, self.pii_key())
+            table = redact_columns(table, check_pii_columns(actions, table.column_names), self.pii_key())
         digest = content_hash(table)
-        existing = self.db.fetchone(
-            "SELECT dataset_id FROM datasets WHERE project_id = ? AND name = ? AND content_hash = ? "
-            "ORDER BY version DESC LIMIT 1",
-            [self.project_id, name, digest],
-        )
-        if existing:
-            return self._dataset_by_id(existing[0])
-        path = Path("datasets") / f"{digest}.parquet"
-        if not (self.home / path).exists():
-            tmp = self.home / f"{path}.tmp"
-            pq.write_table(table, tmp)
-            tmp.replace(self.home / path)
-        columns = {f.name: str(f.type) for f in table.schema}
-        with self.db.transaction() as con:
-            (version,) = con.execute(
-                "SELECT coalesce(max(version), 0) + 1 FROM datasets WHERE project_id = ? AND name = ?",
-                [self.project_id, name],
-            ).fetchall()[0]
-            con.execute(
-                "INSERT INTO datasets (project_id, name, version, content_hash, n_rows, columns_json, path, "
-                "description, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self.project_id, name, version, digest, table.num_rows, json.dumps(columns), str(path),
-                 description, utcnow(), created_by or current_user()],
-            )
-            self._audit(con, "register", "dataset", f"{name}@{version}", {"content_hash": digest,
-                                                                           "rows": table.num_rows}, created_by)
-            (dataset_id,) = con.execute(
-                "SELECT dataset_id FROM datasets WHERE project_id = ? AND name = ? AND version = ?",
-                [self.project_id, name, version],
-            ).fetchall()[0]
-        return self._dataset_by_id(dataset_id)
+        existing = self.meta.find_dataset(self.project_id, name, digest)
+        if existing is not None:
+            return Dataset.of(existing, self.store.blobs)
+        path = self.store.blobs.write_dataset(table, digest)
+        record = self.meta.add_dataset(
+            self.project, self.project_id, name=name, content_hash=digest, n_rows=table.num_rows,
+            columns={f.name: str(f.type) for f in table.schema}, path=path, description=description,
+            actor=created_by or current_user())
+        return Dataset.of(record, self.store.blobs)
 
     def dataset(self, name: str, version: int | None = None) -> Dataset:
         """A registered dataset (its latest version unless one is given)."""
-        row = self.db.fetchone(
-            "SELECT dataset_id FROM datasets WHERE project_id = ? AND name = ? AND (? IS NULL OR version = ?) "
-            "ORDER BY version DESC LIMIT 1",
-            [self.project_id, name, version, version],
-        )
-        if row is None:
-            known = [r[0] for r in self.db.fetchall(
-                "SELECT DISTINCT name FROM datasets WHERE project_id = ? ORDER BY name", [self.project_id])]
+        record = self.meta.dataset(self.project_id, check_name(name, "name"), version)
+        if record is None:
+            known = self.meta.dataset_names(self.project_id)
             what = f"dataset {name!r}" + (f" version {version}" if version is not None else "")
-            raise NotFoundError(f"{what} is not registered in project {self.project!r}; datasets: {known}")
-        return self._dataset_by_id(row[0])
+            raise NotFoundError(f"{what} is not registered in project {self.project!r}; datasets: {known}",
+                                field="dataset")
+        return Dataset.of(record, self.store.blobs)
 
     def datasets(self) -> pd.DataFrame:
         """All registered datasets and versions."""
-        return self.db.execute(
-            "SELECT name, version, content_hash, n_rows, created_at, created_by FROM datasets "
-            "WHERE project_id = ? ORDER BY name, version", [self.project_id]).df()
-
-    def _dataset_by_id(self, dataset_id: int) -> Dataset:
-        row = self.db.fetchone(
-            "SELECT dataset_id, name, version, content_hash, n_rows, columns_json, path, created_at, created_by "
-            "FROM datasets WHERE dataset_id = ?", [dataset_id])
-        return Dataset(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7], row[8],
-                       home=self.home)
+        return self.meta.datasets(self.project_id)
 
     # -- models --------------------------------------------------------------------------------------
     def register_model(
@@ -251,132 +244,95 @@ class Registry:
         **schema_options: Any,
     ) -> ModelVersion:
         """Register a model version with its artifact, schema and training data (see ``Store``)."""
-        version = str(version)
+        name = check_name(name, "name")
+        if version is None:
+            raise InvalidParameterError("give the version a label: version='1'", field="version")
+        version = check_name(str(version) if isinstance(version, int) and not isinstance(version, bool)
+                             else version, "version")
         if status not in STATUSES:
-            raise VigilError(f"status must be one of {STATUSES}, got {status!r}")
+            raise InvalidParameterError(f"status must be one of {STATUSES}, got {status!r}", field="status")
         if task is not None and task not in TASKS:
-            raise SchemaError(f"task must be one of {TASKS}, got {task!r}")
-        dataset = self._training_dataset(name, training_data, created_by)
+            raise SchemaError(f"task must be one of {TASKS}, got {task!r}", field="task")
+        if isinstance(model, str | bytes):
+            raise InvalidParameterError("model= takes the fitted model object, not a string (the CLI reads a model "
+                                        "file: vigil model register --model path.pkl)", field="model")
+        pii = schema_options.get("pii")
+        dataset = self._training_dataset(name, training_data, created_by, pii)
         if schema is None:
             if dataset is None:
                 raise SchemaError(
-                    f"model {name!r}: give training_data to infer the schema from, or an explicit schema="
-                )
-            schema = Schema.infer(pq.read_table(self.home / dataset.path), target=target, task=task,
-                                  **schema_options)
+                    f"model {name!r}: give training_data to infer the schema from, or an explicit schema=",
+                    field="training_data")
+            table = dataset.table()
+            _check_training_table(table, target)
+            reads = model_inputs(model) if model is not None and "features" not in schema_options else None
+            if reads is not None:
+                schema_options = _unread_as_metadata(table, reads, target, schema_options)
+            schema = Schema.infer(table, target=target, task=task, **schema_options)
         elif schema_options or target is not None:
-            raise SchemaError("give either schema= or the options to infer one (target=, protected=...), not both")
+            raise SchemaError("give either schema= or the options to infer one (target=, protected=...), not both",
+                              field="schema")
         if task is not None and schema.task != task:
-            raise SchemaError(f"task {task!r} differs from the schema's task {schema.task!r}")
+            raise SchemaError(f"task {task!r} differs from the schema's task {schema.task!r}", field="task")
         task = schema.task
-        existing_model = self.db.fetchone(
-            "SELECT model_id, task FROM models WHERE project_id = ? AND name = ?", [self.project_id, name])
+        existing_model = self.meta.model(self.project_id, name)
         if existing_model and existing_model[1] != task:
-            raise SchemaError(f"model {name!r} is registered with task {existing_model[1]!r}, not {task!r}")
-        if existing_model and self.db.fetchone(
-                "SELECT 1 FROM model_versions WHERE model_id = ? AND version = ?", [existing_model[0], version]):
-            raise AlreadyExistsError(f"model {name!r} already has a version {version!r}; choose a new label")
-        saved = save_artifact(self.home, model) if model is not None else None
+            raise SchemaError(f"model {name!r} is registered with task {existing_model[1]!r}, not {task!r}",
+                              field="task")
+        if existing_model and version in self.meta.version_labels(existing_model[0]):
+            raise AlreadyExistsError(f"model {name!r} already has a version {version!r}; choose a new label",
+                                     field="version")
+        saved = self.store.blobs.save_artifact(model) if model is not None else None
         who = created_by or current_user()
-        with self.db.transaction() as con:
-            if existing_model:
-                model_id = existing_model[0]
-                if owner is not None or description is not None:
-                    con.execute("UPDATE models SET owner = coalesce(?, owner), description = coalesce(?, description) "
-                                "WHERE model_id = ?", [owner, description, model_id])
-            else:
-                con.execute(
-                    "INSERT INTO models (project_id, name, task, owner, description, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", [self.project_id, name, task, owner or who, description, utcnow()])
-                (model_id,) = con.execute(
-                    "SELECT model_id FROM models WHERE project_id = ? AND name = ?", [self.project_id, name]
-                ).fetchall()[0]
-                self._audit(con, "register", "model", name, {"task": task, "owner": owner or who}, created_by)
-            self._ensure_event_tables(con, model_id, schema)
-            con.execute(
-                "INSERT INTO model_versions (model_id, version, status, artifact_sha256, artifact_path, "
-                "artifact_type, schema_json, training_dataset_id, description, created_at, created_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [model_id, version, status, saved and saved.sha256, saved and saved.path,
-                 saved and saved.type_name, schema.to_json(), dataset and dataset.dataset_id, description,
-                 utcnow(), who],
-            )
-            self._audit(con, "register", "model_version", f"{name}@{version}", {
-                "artifact_sha256": saved and saved.sha256,
-                "training_data": dataset and f"{dataset.name}@{dataset.version}", "status": status}, created_by)
+        self.meta.add_version(
+            self.project, self.project_id, name=name, version=version, task=task, owner=owner,
+            description=description, status=status, artifact=saved, schema=schema,
+            dataset_id=dataset and dataset.dataset_id, actor=who,
+            training_data=dataset and f"{dataset.name}@{dataset.version}")
         return self.model_version(name, version)
 
-    def _training_dataset(self, model: str, training_data: Any, created_by: str | None) -> Dataset | None:
+    def _training_dataset(self, model: str, training_data: Any, created_by: str | None, pii: Any) -> Dataset | None:
         if training_data is None or isinstance(training_data, Dataset):
             return training_data
         if isinstance(training_data, str) and not Path(training_data).suffix:
             return self.dataset(training_data)
-        return self.register_dataset(f"{model}-training", training_data, created_by=created_by)
-
-    def _ensure_event_tables(self, con: Any, model_id: int, schema: Schema) -> None:
-        """Create the model's event and label tables, or add the columns a new version brings."""
-        table = events_table(model_id)
-        stored = [c for c in schema.columns if c.role not in (Role.EVENT_ID, Role.TIMESTAMP, Role.TARGET)
-                  and c.pii != "drop"]
-        existing = {r[0]: r[1] for r in con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall()}
-        if not existing:
-            cols = [f"{quote(n)} {t}" for n, t in SYSTEM_COLUMNS.items()]
-            cols += [f"{quote(c.name)} {c.storage_type}" for c in stored]
-            con.execute(f"CREATE TABLE {table} ({', '.join(cols)})")
-        else:
-            for col in stored:
-                have = existing.get(col.name)
-                if have is None:
-                    con.execute(f"ALTER TABLE {table} ADD COLUMN {quote(col.name)} {col.storage_type}")
-                elif have != col.storage_type:
-                    raise SchemaError(
-                        f"column {col.name!r} is stored as {have} for earlier versions of this model; "
-                        f"this version's schema makes it {col.storage_type}: rename it or keep its kind"
-                    )
-        target = schema.target
-        if target is None:
-            return
-        ltable = labels_table(model_id)
-        existing = {r[0]: r[1] for r in con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [ltable]).fetchall()}
-        if not existing:
-            con.execute(
-                f"CREATE TABLE {ltable} (event_id VARCHAR NOT NULL, {quote(target.name)} {target.storage_type}, "
-                f"{LABEL_TIME} TIMESTAMP NOT NULL, ingested_at TIMESTAMP NOT NULL, batch_id VARCHAR NOT NULL)")
-        elif existing.get(target.name) is None:
-            raise SchemaError(f"this model's target is {[c for c in existing if c not in SYSTEM_COLUMNS]}; "
-                              f"a version cannot change it to {target.name!r}")
-        _ = arrow_type(target)  # every target kind must be storable
+        # the training rows are stored redacted exactly as events will be
+        table = load_table(training_data)
+        actions = None
+        if pii:
+            actions = dict(pii) if isinstance(pii, dict) else {c: "hash" for c in pii}
+            actions = {c: a for c, a in actions.items() if c in table.column_names}
+        return self.register_dataset(f"{model}-training", table, created_by=created_by, pii=actions or None)
 
     def model_version(self, name: str, version: str | None = None) -> ModelVersion:
         """A registered version (the latest one when ``version`` is None)."""
-        model = self.db.fetchone(
-            "SELECT model_id, task, owner FROM models WHERE project_id = ? AND name = ?", [self.project_id, name])
-        if model is None:
-            known = [r[0] for r in self.db.fetchall(
-                "SELECT name FROM models WHERE project_id = ? ORDER BY name", [self.project_id])]
-            raise NotFoundError(f"model {name!r} is not registered in project {self.project!r}; models: {known}")
-        model_id, task, owner = model
-        row = self.db.fetchone(
-            "SELECT version, status, schema_json, artifact_sha256, artifact_type, training_dataset_id, created_at, "
-            "created_by FROM model_versions WHERE model_id = ? AND (? IS NULL OR version = ?) "
-            "ORDER BY created_at DESC LIMIT 1", [model_id, version, version])
-        if row is None:
-            known = [r[0] for r in self.db.fetchall(
-                "SELECT version FROM model_versions WHERE model_id = ? ORDER BY created_at", [model_id])]
-            raise NotFoundError(f"model {name!r} has no version {version!r}; versions: {known}")
-        key = (name, row[0])
+        if not isinstance(name, str):
+            raise InvalidParameterError(f"a model is named by a string, got {type(name).__name__}", field="model")
+        record = self.meta.version(self.project_id, name, None if version is None else str(version))
+        if record is None:
+            found = self.meta.model(self.project_id, name)
+            if found is None:
+                known = self.meta.model_names(self.project_id)
+                raise NotFoundError(f"model {name!r} is not registered in project {self.project!r}; models: {known}",
+                                    field="model")
+            known = self.meta.version_labels(found[0])
+            raise NotFoundError(f"model {name!r} has no version {version!r}; versions: {known}", field="version")
+        key = (name, record.version)
         cached = self._versions.get(key)
-        if cached is not None and cached.status == row[1]:
+        if cached is not None and cached.status == record.status:
             return cached
-        mv = ModelVersion(
-            model=name, version=row[0], task=task, status=row[1], schema=Schema.from_json(row[2]),
-            artifact_sha256=row[3], artifact_type=row[4],
-            training_dataset=self._dataset_by_id(row[5]) if row[5] is not None else None,
-            owner=owner, created_at=row[6], created_by=row[7], model_id=model_id, home=self.home)
+        mv = self._version(record)
         self._versions[key] = mv
         return mv
+
+    def _version(self, r: VersionRecord) -> ModelVersion:
+        dataset = (Dataset.of(self.meta.dataset_by_id(r.training_dataset_id), self.store.blobs)
+                   if r.training_dataset_id is not None else None)
+        return ModelVersion(model=r.model, version=r.version, task=r.task, status=r.status,
+                            schema=Schema.from_json(r.schema_json), artifact_sha256=r.artifact_sha256,
+                            artifact_type=r.artifact_type, training_dataset=dataset, owner=r.owner,
+                            created_at=r.created_at, created_by=r.created_by, model_id=r.model_id,
+                            blobs=self.store.blobs)
 
     def version_for_writing(self, name: str, version: str) -> ModelVersion:
         """A version to write events for, from a per-process cache.
@@ -390,37 +346,22 @@ class Registry:
 
     def model_id(self, name: str) -> int:
         """The internal id of a model (for its tables)."""
-        row = self.db.fetchone("SELECT model_id FROM models WHERE project_id = ? AND name = ?",
-                               [self.project_id, name])
-        if row is None:
+        found = self.meta.model(self.project_id, name) if isinstance(name, str) else None
+        if found is None:
             self.model_version(name)  # raises the helpful NotFoundError
-        return row[0]
+        return found[0]
 
     def models(self) -> pd.DataFrame:
         """Every model and version in the project."""
-        return self.db.execute(
-            "SELECT m.name AS model, v.version, m.task, v.status, m.owner, v.artifact_sha256, v.created_at, "
-            "v.created_by FROM models m JOIN model_versions v USING (model_id) WHERE m.project_id = ? "
-            "ORDER BY m.name, v.created_at", [self.project_id]).df()
+        return self.meta.models(self.project_id)
 
     def set_status(self, name: str, version: str, status: str, *, actor: str | None = None) -> ModelVersion:
         """Move a version to another status; promoting one to production retires the previous one."""
         if status not in STATUSES:
-            raise VigilError(f"status must be one of {STATUSES}, got {status!r}")
+            raise InvalidParameterError(f"status must be one of {STATUSES}, got {status!r}", field="status")
         mv = self.model_version(name, version)
-        with self.db.transaction() as con:
-            if status == "production":
-                for (old,) in con.execute(
-                        "SELECT version FROM model_versions WHERE model_id = ? AND status = 'production' "
-                        "AND version <> ?", [mv.model_id, mv.version]).fetchall():
-                    con.execute("UPDATE model_versions SET status = 'retired' WHERE model_id = ? AND version = ?",
-                                [mv.model_id, old])
-                    self._audit(con, "status", "model_version", f"{name}@{old}",
-                                {"from": "production", "to": "retired"}, actor)
-            con.execute("UPDATE model_versions SET status = ? WHERE model_id = ? AND version = ?",
-                        [status, mv.model_id, mv.version])
-            self._audit(con, "status", "model_version", f"{name}@{mv.version}", {"from": mv.status, "to": status},
-                        actor)
+        self.meta.set_status(self.project, mv.model_id, name, mv.version, status, actor=actor or current_user(),
+                             exclusive="production" if status == "production" else None)
         return self.model_version(name, mv.version)
 
     def lineage(self, name: str, version: str | None = None) -> dict[str, Any]:
@@ -450,3 +391,33 @@ class Registry:
             "schema": mv.schema.to_dict(),
         }
 
+
+def _check_training_table(table: pa.Table, target: str | None) -> None:
+    if table.num_rows == 0:
+        raise SchemaError("the training data has no rows: a schema and baseline need at least one",
+                          field="training_data")
+    if target is not None and target in table.column_names and table.column(target).null_count == table.num_rows:
+        raise SchemaError(f"the target column {target!r} of the training data holds no values", field="target")
+
+
+def _unread_as_metadata(table: pa.Table, reads: list[str], target: str | None,
+                        options: dict[str, Any]) -> dict[str, Any]:
+    """Schema options where training columns the model does not read are metadata, not features."""
+    reserved = {target, options.get("event_id", "event_id"), options.get("timestamp", "timestamp"),
+                options.get("prediction", "prediction")}
+    scores = options.get("scores")
+    if isinstance(scores, str):
+        reserved.add(scores)
+    elif scores is not None:
+        reserved.update(scores)
+    metadata = options.get("metadata", ())
+    metadata = dict(metadata) if isinstance(metadata, dict) else {m: None for m in metadata}
+    types = {f.name: f.type for f in table.schema}
+    for column in table.column_names:
+        if column not in reads and column not in reserved and column not in metadata:
+            metadata[column] = _metadata_kind(types[column])
+    if not metadata:
+        return options
+    kinds = {m: (k or (_metadata_kind(types[m]) if m in types else Kind.CATEGORICAL.value))
+             for m, k in metadata.items()}
+    return {**options, "features": [c for c in reads if c in types], "metadata": kinds}

@@ -13,32 +13,34 @@ frame with ``window`` (UTC start) and ``segment`` columns, oldest window first.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from vigil.core.frames import naive_utc
 from vigil.core.metrics import multivariate as mvm
 from vigil.core.metrics import performance as perf
 from vigil.core.schema import Column, Kind
-from vigil.errors import VigilError
+from vigil.errors import InvalidParameterError, VigilError
 from vigil.services.monitoring import (
     Monitor,
     _frame,
-    _segment_filter,
     parse_window,
     segment_key,
+    time_bound,
+    typed_segment,
     window_start,
 )
-from vigil.services.registry import ModelVersion, events_table, labels_table
-from vigil.store.database import quote
+from vigil.services.registry import ModelVersion
 
 __all__ = ["multivariate_drift", "multivariate_outliers", "embedding_drift", "custom_metric", "ranking_performance"]
 
-#: Windows with fewer rows are skipped by :func:`multivariate_drift`.
-MIN_ROWS = 50
+#: Windows with fewer rows get no decision from :func:`multivariate_drift` (status "insufficient_data").
+MIN_ROWS = mvm.MIN_ROWS
 #: The share of training rows above the outlier threshold (its 99th percentile).
 OUTLIER_BASELINE = 0.01
 #: MMD p-value below which an embedding column is flagged as drifted.
@@ -48,36 +50,15 @@ MMD_ALPHA = 0.01
 # -- reading ------------------------------------------------------------------------------------------
 
 
-def read_events(monitor: Monitor, mv: ModelVersion, segment: str, start: Any, end: Any,
-            labels: bool = False) -> pd.DataFrame:
+def read_events(monitor: Monitor, mv: ModelVersion, segment: Any, start: Any, end: Any,
+                labels: bool = False) -> pd.DataFrame:
     """The version's events in ``[start, end)`` of a segment, with the target joined when ``labels``."""
-    etable = events_table(mv.model_id)
     target = mv.schema.target
-    select, join = "e.*", ""
-    if labels and target is not None and monitor.db.table_exists(labels_table(mv.model_id)):
-        select = f"e.* EXCLUDE ({quote(target.name)})" if _has_column(monitor, etable, target.name) else "e.*"
-        select += f", l.{quote(target.name)}, l.label_time"
-        join = f"LEFT JOIN {labels_table(mv.model_id)} l ON l.event_id = e.event_id"
-    where_seg, _ = _segment_filter(segment)
-    where, params = ["e.model_version = ?", where_seg], [mv.version]
-    for bound, op in ((start, ">="), (end, "<")):
-        if bound is not None:
-            where.append(f"e.timestamp {op} ?")
-            params.append(naive_utc(bound))
-    sql = f"SELECT {select} FROM {etable} e {join} WHERE {' AND '.join(where)} ORDER BY e.timestamp, e.event_id"
-    try:
-        with monitor.db.lock:
-            return monitor.db.con.sql(sql, params=params).to_arrow_table().to_pandas()
-    except Exception as err:  # noqa: BLE001 - a bad segment condition is the usual cause
-        if segment == "":
-            raise
-        raise VigilError(f"segment {segment!r} is not a condition on this model's event columns: "
-                         f"{str(err).splitlines()[0]}") from None
-
-
-def _has_column(monitor: Monitor, table: str, name: str) -> bool:
-    return monitor.db.fetchone("SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = ?",
-                               [table, name])[0] > 0
+    table = monitor.events.read(
+        mv.model_id, version=mv.version, start=time_bound(start, "start"), end=time_bound(end, "end"),
+        segment=typed_segment(mv.schema, segment), target=target.name if labels and target is not None else None,
+        readable_only=True)
+    return table.to_pandas()
 
 
 def split_windows(frame: pd.DataFrame, window: str) -> Iterator[tuple[dt.datetime, pd.DataFrame]]:
@@ -94,7 +75,7 @@ def split_windows(frame: pd.DataFrame, window: str) -> Iterator[tuple[dt.datetim
 
 
 def training_frame(monitor: Monitor, mv: ModelVersion) -> pd.DataFrame:
-    """The version's training data (with the model's outputs on it when its artifact can score it)."""
+    """The version's training data as stored (the first day of events when it has none)."""
     table, _ = monitor._baseline_table(mv)
     return table.to_pandas()
 
@@ -129,41 +110,75 @@ def _sample(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
 
 # -- multivariate drift ---------------------------------------------------------------------------------
 
+_PCA_REFERENCES: OrderedDict[tuple[Any, ...], mvm.ReconstructionReference] = OrderedDict()
+_PCA_REFERENCES_LOCK = threading.Lock()
+#: Fitted PCA references kept (most recently used), keyed by the content of the reference rows.
+PCA_CACHE_SIZE = 8
+
+
+def _pca_reference(reference: pd.DataFrame, numeric: list[str], categorical: list[str]) -> mvm.ReconstructionReference:
+    """The reference's PCA and null bands, fit once per distinct set of reference rows and reused."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(reference, index=False).to_numpy().tobytes()).hexdigest()
+    key = (digest, tuple(numeric), tuple(categorical))
+    with _PCA_REFERENCES_LOCK:
+        if key in _PCA_REFERENCES:
+            _PCA_REFERENCES.move_to_end(key)
+            return _PCA_REFERENCES[key]
+    fitted = mvm.reconstruction_reference(reference, numeric=numeric, categorical=categorical)
+    with _PCA_REFERENCES_LOCK:
+        _PCA_REFERENCES[key] = fitted
+        while len(_PCA_REFERENCES) > PCA_CACHE_SIZE:
+            _PCA_REFERENCES.popitem(last=False)
+    return fitted
+
 
 def multivariate_drift(monitor: Monitor, mv: ModelVersion, *, window: str = "1d", method: str = "pca",
                        segment: Any = None, start: Any = None, end: Any = None, sample: int = 10_000) -> pd.DataFrame:
-    """Multivariate drift of the features per window against the training data.
+    """Multivariate drift of the features per window against the training data, judged at each window's size.
 
     ``method="pca"``: :func:`~vigil.core.metrics.multivariate.pca_reconstruction_drift`
-    (``value`` is the window's reconstruction error, ``lower``/``upper`` the
-    training band, ``threshold`` its upper end); ``method="domain_classifier"``:
+    (``value`` is the window's reconstruction error; ``lower``/``upper`` the
+    band the error of that many training-like rows stays in 99% of the time,
+    ``threshold`` its upper end); ``method="domain_classifier"``:
     :func:`~vigil.core.metrics.multivariate.domain_classifier_auc` (``value`` is
-    the AUC, ``threshold`` 0.55). Numeric and categorical features are used; at
-    most ``sample`` rows of each side (fixed seed). Windows with fewer than
-    :data:`MIN_ROWS` rows are skipped. Columns: window, segment, method, value,
-    lower, upper, threshold, drifted.
+    the AUC on held-out rows, ``threshold`` the AUC that many training-like rows
+    stay under 99% of the time). Either way about 1% of windows without drift
+    are flagged, whatever their size. Numeric and categorical features are
+    used; at most ``sample`` rows of each side (fixed seed). The PCA fit and its
+    bands are cached across calls for the same training rows.
+
+    A window with fewer than :data:`MIN_ROWS` rows gets no decision:
+    ``drifted`` is NA, ``lower``, ``upper`` and ``threshold`` NaN (``value``
+    NaN for the classifier) and ``status`` ``"insufficient_data"`` (else
+    ``"ok"``). Columns: window, segment, method, value, lower, upper,
+    threshold, drifted (nullable boolean), rows (the window's rows), status.
     """
     if method not in ("pca", "domain_classifier"):
-        raise VigilError(f"method must be 'pca' or 'domain_classifier', got {method!r}")
+        raise InvalidParameterError(f"method must be 'pca' or 'domain_classifier', got {method!r}", field="method")
     segment = segment_key(segment)
     train = training_frame(monitor, mv)
     numeric, categorical = _feature_kinds(mv, train)
     reference = _sample(_as_features(train, numeric, categorical), sample)
+    pca = _pca_reference(reference, numeric, categorical) if method == "pca" else None
     rows = []
     for start_, part in split_windows(read_events(monitor, mv, segment, start, end), window):
-        if len(part) < MIN_ROWS:
-            continue
         current = _sample(_as_features(part, numeric, categorical), sample)
-        if method == "pca":
-            r = mvm.pca_reconstruction_drift(reference, current, numeric=numeric, categorical=categorical)
+        if pca is not None:
+            r = pca.test(current)
             value, lower, upper, threshold = r["current_error"], r["lower"], r["upper"], r["upper"]
         else:
             r = mvm.domain_classifier_auc(reference, current, numeric=numeric, categorical=categorical,
-                                          sample=sample)
+                                          sample=sample, min_rows=MIN_ROWS)
             value, lower, upper, threshold = r["auc"], float("nan"), float("nan"), r["threshold"]
         rows.append({"window": start_, "segment": segment or "all", "method": method, "value": float(value),
-                     "lower": lower, "upper": upper, "threshold": threshold, "drifted": bool(r["drifted"])})
-    return _frame(rows, ["window", "segment", "method", "value", "lower", "upper", "threshold", "drifted"])
+                     "lower": lower, "upper": upper, "threshold": threshold,
+                     "drifted": pd.NA if r["drifted"] is None else bool(r["drifted"]), "rows": len(part),
+                     "status": r["status"]})
+    frame = _frame(rows, ["window", "segment", "method", "value", "lower", "upper", "threshold", "drifted", "rows",
+                          "status"])
+    frame["drifted"] = frame["drifted"].astype("boolean")
+    frame["rows"] = frame["rows"].astype("int64")
+    return frame
 
 
 # -- multivariate outliers ------------------------------------------------------------------------------
@@ -294,7 +309,7 @@ def custom_metric(monitor: Monitor, mv: ModelVersion, metric: perf.CustomMetric,
     >>> _ = store.log_predictions("m", "1", pd.DataFrame({
     ...     "event_id": ["a", "b", "c"], "x": [1.0, 2.0, 3.0], "prediction": [0.4, 1.2, 2.0],
     ...     "timestamp": pd.to_datetime(["2026-01-01 09:00", "2026-01-01 17:00", "2026-01-02 08:00"])}))
-    >>> got = store.custom_metric("m", perf.CustomMetric("mean_x", "x"), window="1d")
+    >>> got = store.custom_metric("m", metric=perf.CustomMetric("mean_x", "x"), window="1d")
     >>> got[["metric", "value", "numerator", "denominator"]].to_dict("list")
     {'metric': ['mean_x', 'mean_x'], 'value': [1.5, 3.0], 'numerator': [3.0, 3.0], 'denominator': [2.0, 1.0]}
     >>> store.close()

@@ -24,15 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vigil.errors import VigilError
+from vigil.errors import ExplainError
 
 OUTPUTS = ("auto", "probability", "log-odds", "raw")
-
-
-class ExplainError(VigilError):
-    """A model, row set or option an explainer cannot work with."""
-
-    code = "explain_error"
 
 
 @dataclass

@@ -6,18 +6,37 @@
   the actionable inputs that move the row to the other decision, respecting immutable inputs and
   allowed ranges.
 
-Search (deterministic, batched). Each actionable feature gets candidate values: quantiles of the
-training data inside the allowed range plus the range's ends (numeric), or the allowed/seen
-categories (categorical). A beam search evaluates every single-feature move in one model call,
-then grows the most promising non-flipping moves to pairs and triples (one call per level),
-never growing a set of features that already flips on its own. The cheapest flipping candidates
-are then sparsified (a change that is not needed is undone) and each numeric change is shrunk by
-bisection towards the original value to the smallest change that still flips (to
-:data:`LINE_SEARCH_TOL` of the feature's scale; integer features to 1). The distance of a change is
-``sum(|new - old| / scale) over numeric features + 1 per changed categorical + sparsity * changes``
-where ``scale`` is the training data's median absolute deviation (its standard deviation if that
-is 0). The result keeps the cheapest candidates whose feature sets differ (a set that contains an
-already chosen one comes last).
+The distance of a change is ``sum(|new - old| / scale) over numeric features + 1 per changed
+categorical + sparsity * changes``, where ``scale`` is the training data's median absolute deviation
+(its standard deviation if that is 0). "Nearest" means the smallest such distance over the changes of
+at most ``max_changes`` actionable features, each within its allowed range, that flip the decision.
+
+Linear models (exact). For a binary scikit-learn linear classifier (``coef_``, ``decision_function``:
+a logistic regression...), alone or after steps that are affine in the moving columns (scalers,
+passthrough; in a column transformer any encoder of the columns that do not move), whose actionable
+features are all numeric with an interval range, the decision is linear in the changes, and its
+probability the logistic of it (both checked by probing the model; otherwise the search runs). The
+nearest change is then computed exactly: on a feature set the weighted-L1 optimum under one linear
+constraint fills the features in order of margin gained per unit of distance (``|coef| * scale``) up to
+their ranges until the boundary; the optimum over the feature sets of at most ``max_changes`` (each
+costing ``sparsity`` more) is found by enumerating them, or, with integer features or too many sets, by
+one mixed-integer program (``scipy.optimize.milp``, integers kept whole). The change is placed
+1e-9 in log-odds past the boundary so that it flips when re-predicted. The k-th result is
+the nearest change whose feature set contains none of the earlier ones' (then, if fewer than ``n``
+exist, the nearest with another set, every change at least a tolerance).
+
+Other models (search: deterministic, batched, no guarantee of the optimum). Each actionable feature
+gets candidate values: quantiles of the training data inside the allowed range plus the range's ends
+(numeric), or the allowed/seen categories (categorical). A beam search evaluates every single-feature
+move in one model call, then grows the most promising non-flipping moves to pairs and triples (one call
+per level); sets that contain a flipping one are tried too, in a second pass with the budget left (a
+flipping feature moved less plus another feature can be nearer). The cheapest flipping candidates (of
+the first pass and of each set size) are then sparsified (a change that is not needed is undone) and
+each numeric change is shrunk by bisection towards the original value to the smallest change that
+still flips (to :data:`LINE_SEARCH_TOL` of the feature's scale; integer features to 1). The nearest
+result is the nearest refined candidate: never farther than the nearest with fewer features allowed.
+The result keeps the cheapest candidates whose feature sets differ (a set that contains an already
+chosen one comes last).
 
 >>> import numpy as np, pandas as pd
 >>> from sklearn.linear_model import LogisticRegression
@@ -33,15 +52,19 @@ from __future__ import annotations
 
 import contextlib
 import html
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
-from vigil.core.explain.adapters import ExplainError, ModelFunction, as_model_function
+from vigil.core.explain.adapters import ModelFunction, as_model_function
 from vigil.core.explain.explanation import Explanation
+from vigil.errors import ExplainError
 
 __all__ = ["LINE_SEARCH_TOL", "Counterfactuals", "WhatIf", "counterfactuals", "what_if"]
 
@@ -280,6 +303,8 @@ class _Feature:
     integer: bool
     scale: float
     candidates: list[Any]
+    low: float | None = None  # a numeric feature's allowed interval (None for a list of allowed values)
+    high: float | None = None
 
 
 def _range_of(name: str, spec: Any, categorical: bool) -> tuple[tuple[float | None, float | None] | None, list | None]:
@@ -342,7 +367,8 @@ def _features(f: ModelFunction, x0: pd.DataFrame, actionable: list[str], ranges:
             candidates = [float(v) for v in grid if v != float(current)]
             scale = _scale(numbers, low, high)
         if candidates:
-            features.append(_Feature(name, categorical, integer, scale, candidates))
+            bounds = (float(low), float(high)) if not categorical and allowed is None else (None, None)
+            features.append(_Feature(name, categorical, integer, scale, candidates, *bounds))
         else:
             skipped.append(name)
     return features, skipped
@@ -395,14 +421,334 @@ class _Search:
         return total + self.sparsity * len(assignment)
 
 
+# -- linear models: the exact nearest change ---------------------------------------------------------------------
+
+#: scikit-learn steps that map each numeric input column to ``a * x + b`` (for a value that is not missing).
+_AFFINE_STEPS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler", "SimpleImputer")
+#: The decision boundary is crossed by this much (in log-odds) so the flip survives rounding.
+_NUDGE = 1e-9
+
+
+def _affine_step(step: Any) -> bool:
+    if step is None or (isinstance(step, str) and step == "passthrough"):
+        return True
+    if type(step).__module__.startswith("sklearn.pipeline") and hasattr(step, "steps"):
+        return all(_affine_step(s) for _, s in step.steps)
+    if type(step).__name__ == "FunctionTransformer" and getattr(step, "func", 0) is None:
+        return True  # the identity (a column transformer's "passthrough")
+    return (type(step).__name__ in _AFFINE_STEPS and type(step).__module__.startswith("sklearn.")
+            and not getattr(step, "clip", False))
+
+
+def _columns_of(transformer: Any, columns: Any) -> list[str] | None:
+    """The input column names a fitted ColumnTransformer sends to one of its transformers (None: unknown)."""
+    names = [str(c) for c in getattr(transformer, "feature_names_in_", [])]
+    if isinstance(columns, str):
+        return [columns]
+    if isinstance(columns, slice):
+        return names[columns] if names else None
+    values = np.asarray(columns)
+    if values.dtype == bool:
+        return [n for n, keep in zip(names, values, strict=False) if keep] if names else None
+    if values.dtype.kind in "iu":
+        return [names[i] for i in values] if names else None
+    if values.dtype.kind in "OU":
+        return [str(v) for v in values]
+    return None
+
+
+def _looks_linear(model: Any, moving: set[str]) -> bool:
+    """A binary scikit-learn linear classifier, alone or after steps that are affine in the ``moving`` columns
+    (scalers; in a first ColumnTransformer, any transformer for the columns that do not move)."""
+    steps = [s for _, s in model.steps] if type(model).__module__.startswith("sklearn.pipeline") and hasattr(
+        model, "steps") else [model]
+    final = steps[-1]
+    coef = getattr(final, "coef_", None)
+    if not (type(final).__module__.startswith("sklearn.linear_model") and coef is not None
+            and np.atleast_2d(coef).shape[0] == 1 and hasattr(final, "decision_function")
+            and len(getattr(final, "classes_", [])) == 2):
+        return False
+    for position, step in enumerate(steps[:-1]):
+        if _affine_step(step):
+            continue
+        parts = getattr(step, "transformers_", None)
+        # a column transformer first, where the columns it names are the raw inputs
+        if parts is None or position > 0 or not type(step).__module__.startswith("sklearn.compose"):
+            return False
+        for _, transformer, columns in parts:
+            if isinstance(transformer, str) and transformer == "drop" or _affine_step(transformer):
+                continue
+            names = _columns_of(step, columns)
+            if names is None or moving & set(names):
+                return False
+    return True
+
+
+@dataclass
+class _Linear:
+    """The decision of a linear model along the searched features: moving feature i by one unit in its helpful
+    direction ``sign[i]`` raises the margin (log-odds past the threshold, towards the target) by ``gain[i]``;
+    ``need`` is the margin to make up, ``room[i]`` how far feature i may move within its range."""
+
+    names: list[str]
+    sign: np.ndarray
+    gain: np.ndarray
+    room: np.ndarray
+    need: float
+    rows: int  # model rows the probes used
+
+
+def _linear_form(search: _Search, seed: int) -> _Linear | None:
+    """The exact linear margin of a linear model over the searched features, or None when the model is not one.
+
+    The structure is checked first (:func:`_looks_linear`); then the decision function is probed at each
+    feature's range ends and at random points of the box, and must be affine to 1e-8 there, with the explained
+    probability the logistic of a multiple of it.
+    """
+    f, features = search.f, list(search.features.values())
+    if f.kind != "classifier" or not features or any(
+            ft.categorical or ft.low is None or not ft.low <= float(search.original[ft.name]) <= ft.high
+            for ft in features):
+        return None
+    model = f.model
+    if not _looks_linear(model, {ft.name for ft in features}):
+        return None
+    names = [ft.name for ft in features]
+    x0 = np.array([float(search.original[name]) for name in names])
+    low = np.array([ft.low for ft in features])
+    high = np.array([ft.high for ft in features])
+    k = len(names)
+    rng = np.random.default_rng(seed)
+    probes: list[dict] = [{}]
+    for i, name in enumerate(names):
+        probes += [{name: low[i]}, {name: high[i]}]
+    points = low + (high - low) * rng.random((3, k))
+    probes += [dict(zip(names, point, strict=True)) for point in points]
+    frame = _apply(search.x0, probes)
+    try:
+        decision = np.asarray(model.decision_function(f.prepare(frame)), dtype=float).reshape(-1)
+    except Exception:  # noqa: BLE001 - any failure means "not this fast path": the search still runs
+        return None
+    p = search.probability(probes)
+    if decision.shape[0] != len(probes) or not np.all(np.isfinite(decision)):
+        return None
+    span = np.where(high > low, high - low, 1.0)
+    slope = np.where(high > low, (decision[2:2 + 2 * k:2] - decision[1:1 + 2 * k:2]) / span, 0.0)
+    moved = np.array([[float(a.get(name, x0[i])) - x0[i] for i, name in enumerate(names)] for a in probes])
+    predicted = decision[0] + moved @ slope
+    if np.max(np.abs(predicted - decision)) > 1e-8 * (1.0 + abs(decision[0]) + float(np.abs(slope) @ (high - low))):
+        return None
+    # the explained class's log-odds is +-c * decision (c = 1 for a logistic regression)
+    direction = 1.0 if f.class_index == 1 else -1.0
+    usable = (p > 1e-9) & (p < 1 - 1e-9) & (np.abs(decision) > 1e-6)
+    if not usable.any():
+        return None
+    c = float(np.median(np.log(p[usable] / (1 - p[usable])) / (direction * decision[usable])))
+    if not c > 0 or np.max(np.abs(special.expit(direction * c * decision) - p)) > 1e-9:
+        return None
+    toward = 1.0 if search.want_positive else -1.0  # the margin rises with the target's log-odds
+    threshold = float(np.log(search.threshold / (1 - search.threshold)))
+    per_unit = toward * direction * c * slope
+    sign = np.sign(per_unit)
+    room = np.where(sign > 0, high - x0, x0 - low)
+    integer = np.array([ft.integer for ft in features])
+    room = np.where(integer, np.floor(room + 1e-9), room)
+    room = np.where(sign == 0, 0.0, np.maximum(room, 0.0))
+    need = toward * (threshold - direction * c * decision[0])
+    return _Linear(names, sign, np.abs(per_unit), room, float(need), len(probes))
+
+
+def _milp(search: _Search, lin: _Linear, max_changes: int, cuts: list[frozenset], exact_sets: bool,
+          nudge: float) -> dict | str:
+    """The nearest change (one mixed-integer program) whose feature set contains no set of ``cuts`` (or, with
+    ``exact_sets``, is none of them, each change then at least one tolerance); "none" when there is no such
+    change, "failed" when the solver did not finish."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    use = np.flatnonzero((lin.room > 0) & (lin.gain > 0))
+    if use.size == 0:
+        return "none"
+    features = [search.features[lin.names[i]] for i in use]
+    scale = np.array([ft.scale for ft in features])
+    integer = np.array([ft.integer for ft in features])
+    gain, room = lin.gain[use], lin.room[use]
+    m = use.size
+    target = lin.need + nudge
+    # variables: the move of each feature in its helpful direction (>= 0), then whether it changes (0/1)
+    cost = np.r_[1.0 / scale, np.full(m, max(search.sparsity, 0.0))]
+    rows = [np.r_[gain, np.zeros(m)]]
+    lows, highs = [target], [np.inf]
+    link = np.hstack([np.eye(m), -np.diag(room)])
+    rows += list(link)
+    lows += [-np.inf] * m
+    highs += [0.0] * m
+    rows.append(np.r_[np.zeros(m), np.ones(m)])
+    lows.append(-np.inf)
+    highs.append(float(max_changes))
+    position = {lin.names[i]: j for j, i in enumerate(use)}
+    least = np.where(integer, 1.0, LINE_SEARCH_TOL * scale)
+    if exact_sets:
+        rows += list(np.hstack([np.eye(m), -np.diag(np.minimum(least, room))]))
+        lows += [0.0] * m
+        highs += [np.inf] * m
+    for found in cuts:
+        inside = np.array([name in found for name in lin.names])[use]
+        if exact_sets:
+            rows.append(np.r_[np.zeros(m), np.where(inside, 1.0, -1.0)])
+        else:
+            rows.append(np.r_[np.zeros(m), inside.astype(float)])
+        lows.append(-np.inf)
+        highs.append(float(len(found) - 1))
+    result = milp(cost, constraints=LinearConstraint(np.array(rows), lows, highs),
+                  integrality=np.r_[integer.astype(int), np.ones(m, dtype=int)],
+                  bounds=Bounds(np.zeros(2 * m), np.r_[room, np.ones(m)]),
+                  options={"mip_rel_gap": 0.0, "time_limit": 30.0})
+    if result.status == 2:
+        return "none"
+    if result.status != 0 or result.x is None:
+        return "failed"
+    move, on = result.x[:m], result.x[m:] > 0.5
+    chosen = on & (move > 1e-12 * np.maximum(room, 1.0))
+    # the same support solved exactly: whole numbers kept, then the continuous moves filled by efficiency
+    floor = np.where(exact_sets, np.minimum(least, room), 0.0)
+    exact = np.where(chosen & integer, np.clip(np.round(move), np.maximum(floor, 0.0), room), 0.0)
+    exact = np.where(chosen & ~integer, floor, exact)
+    left = target - float(gain @ exact)
+    for j in sorted(np.flatnonzero(chosen & ~integer), key=lambda j: -gain[j] * scale[j]):
+        if left <= 0:
+            break
+        step = min(room[j] - exact[j], left / gain[j])
+        exact[j] += step
+        left -= step * gain[j]
+    if left > 1e-12 * max(1.0, abs(target)):
+        exact = np.where(chosen, np.clip(move, 0.0, room), 0.0)
+    keep = chosen & (exact > 0) if not exact_sets else chosen
+    assignment = {}
+    for name, j in position.items():
+        if keep[j]:
+            value = float(search.original[name]) + lin.sign[use[j]] * exact[j]
+            assignment[name] = float(np.round(value)) if integer[j] else value
+    return assignment or "failed"
+
+
+#: Continuous problems with at most this many candidate feature sets are solved by enumerating them.
+_MAX_SETS = 20_000
+
+
+def _enumerate(search: _Search, lin: _Linear, max_changes: int, cuts: list[frozenset], exact_sets: bool,
+               nudge: float) -> dict | str | None:
+    """:func:`_milp` for continuous features, in closed form: on each candidate feature set the nearest change
+    fills the features in order of margin gained per unit of distance (``gain * scale``) up to their ranges until
+    the margin is made up; the nearest over the sets is the optimum. None when there are too many sets."""
+    use = np.flatnonzero((lin.room > 0) & (lin.gain > 0))
+    if use.size == 0:
+        return "none"
+    features = [search.features[lin.names[i]] for i in use]
+    if any(ft.integer for ft in features):
+        return None
+    sizes = range(1, min(max_changes, use.size) + 1)
+    if sum(math.comb(use.size, k) for k in sizes) > _MAX_SETS:
+        return None
+    scale = np.array([ft.scale for ft in features])
+    order = np.argsort(-lin.gain[use] * scale, kind="stable")  # most efficient first
+    use, scale = use[order], scale[order]
+    gain, room = lin.gain[use], lin.room[use]
+    least = np.minimum(LINE_SEARCH_TOL * scale, room) if exact_sets else np.zeros(use.size)
+    free = room - least
+    target = lin.need + nudge
+    names = [lin.names[i] for i in use]
+    member_of = {name: j for j, name in enumerate(names)}
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for k in sizes:
+        combos = np.array(list(itertools.combinations(range(use.size), k)), dtype=np.intp)
+        rows = np.arange(combos.shape[0])
+        member = np.zeros((combos.shape[0], use.size), dtype=bool)
+        member[rows[:, None], combos] = True
+        allowed = np.ones(combos.shape[0], dtype=bool)
+        for found in cuts:
+            if not set(found) <= set(member_of):
+                continue  # a set with a feature that cannot move: no candidate contains or equals it
+            mask = np.zeros(use.size, dtype=bool)
+            mask[[member_of[name] for name in found]] = True
+            allowed &= ~((member == mask).all(axis=1) if exact_sets else member[:, mask].all(axis=1))
+        g, f, lo, sc = gain[combos], free[combos], least[combos], scale[combos]
+        left = target - (g * lo).sum(axis=1)
+        capacity = np.cumsum(g * f, axis=1)
+        allowed &= capacity[:, -1] >= left
+        last = np.where(left > 0, np.argmax(capacity >= left[:, None], axis=1), -1)
+        if not exact_sets:
+            allowed &= last == k - 1  # else a smaller set does it: it is enumerated too, and cheaper
+        if not allowed.any():
+            continue
+        position = np.arange(k)[None, :]
+        before = np.where(last > 0, capacity[rows, np.maximum(last - 1, 0)], 0.0)
+        partial = (left - before) / g[rows, np.maximum(last, 0)]
+        move = lo + np.where(position < last[:, None], f, 0.0) + np.where(position == last[:, None],
+                                                                           partial[:, None], 0.0)
+        cost = (move / sc).sum(axis=1) + search.sparsity * k
+        cost = np.where(allowed, cost, np.inf)
+        i = int(np.argmin(cost))
+        if best is None or cost[i] < best[0]:
+            best = (float(cost[i]), combos[i], move[i])
+    if best is None:
+        return "none"
+    _, combo, move = best
+    return {names[j]: float(search.original[names[j]]) + lin.sign[use[j]] * m
+            for j, m in zip(combo.tolist(), move.tolist(), strict=True)}
+
+
+def _nearest(search: _Search, lin: _Linear, max_changes: int, cuts: list[frozenset], exact_sets: bool,
+             nudge: float) -> dict | str:
+    found = _enumerate(search, lin, max_changes, cuts, exact_sets, nudge)
+    return _milp(search, lin, max_changes, cuts, exact_sets, nudge) if found is None else found
+
+
+def _linear_search(search: _Search, lin: _Linear, n: int,
+                   max_changes: int) -> tuple[list[dict], np.ndarray] | None:
+    """Up to ``n`` exact nearest changes and their probabilities: each the nearest whose feature set contains
+    none of the earlier ones, then (when fewer exist) the nearest with a set not yet chosen. None when the
+    solver fails or a flip cannot be confirmed by the model (the search runs instead)."""
+    for nudge in (_NUDGE * max(1.0, abs(lin.need)), 1e-6, 1e-3):
+        found: list[dict] = []
+        for exact_sets in (False, True):
+            while len(found) < n:
+                sets = [frozenset(a) for a in found]
+                assignment = _nearest(search, lin, max_changes, sets, exact_sets, nudge)
+                if assignment == "failed" and not found:
+                    return None
+                if isinstance(assignment, str) or frozenset(assignment) in sets:
+                    break
+                found.append(assignment)
+        if not found:
+            return [], np.empty(0)
+        p = search.probability(found)
+        if bool(np.all(search.flips(p))):
+            return found, p
+    return None
+
+
+def _lower_bound(search: _Search, assignment: Mapping[str, Any]) -> float:
+    """The least distance ``assignment``'s feature set can reach, however small its numeric changes."""
+    return sum(1.0 + search.sparsity if search.features[k].categorical else search.sparsity for k in assignment)
+
+
 def _beam_search(search: _Search, max_changes: int, n: int, budget: int,
-                 beam: int) -> tuple[dict[frozenset, tuple[dict, float]], bool]:
-    """Flipping assignments, the cheapest per feature set, and whether the budget ran out."""
+                 beam: int) -> tuple[dict[frozenset, tuple[dict, float]], set[frozenset], bool]:
+    """Flipping assignments (the cheapest per feature set), the sets the first pass found, and whether the budget
+    ran out.
+
+    The first pass grows non-flipping moves level by level and does not grow a set that contains a flipping
+    one; those supersets (a flipping feature moved less, plus another feature) are kept aside and tried in a
+    second pass with the budget left, since adding a feature can shorten the distance. Supersets whose
+    least reachable distance is no better than the n-th found are not tried.
+    """
     solutions: dict[frozenset, tuple[dict, float]] = {}
     p0 = search.probability([{}])
     base_margin = float(search.margin(p0)[0])
     frontier: list[dict] = [{}]
     exhausted = False
+    deferred: list[dict] = []
+    deferred_seen: set = set()
     for level in range(1, max_changes + 1):
         if len(solutions) >= n:
             nth = sorted(d for _, d in solutions.values())[n - 1]
@@ -415,14 +761,14 @@ def _beam_search(search: _Search, max_changes: int, n: int, budget: int,
                 if feature.name in state:
                     continue
                 names = frozenset(state) | {feature.name}
-                if any(found <= names for found in solutions):
-                    continue
+                superset = any(found <= names for found in solutions)
+                into, keys = (deferred, deferred_seen) if superset else (expansions, seen)
                 for value in feature.candidates:
                     child = {**state, feature.name: value}
                     key = tuple(sorted((k, repr(v)) for k, v in child.items()))
-                    if key not in seen:
-                        seen.add(key)
-                        expansions.append(child)
+                    if key not in keys:
+                        keys.add(key)
+                        into.append(child)
         room = budget - search.rows
         if len(expansions) > room:
             expansions, exhausted = expansions[:max(room, 0)], True
@@ -450,7 +796,34 @@ def _beam_search(search: _Search, max_changes: int, n: int, budget: int,
         frontier = [state for _, states in ranked[:beam] for state in states]
         if exhausted or not frontier:
             break
-    return solutions, exhausted
+    first = set(solutions)
+    if deferred and len(solutions) >= n:
+        nth = sorted(d for _, d in solutions.values())[n - 1]
+        deferred = [child for child in deferred if _lower_bound(search, child) < nth]
+    room = budget - search.rows
+    if len(deferred) > room:
+        deferred, exhausted = deferred[:max(room, 0)], True
+    if deferred:
+        flips = search.flips(search.probability(deferred))
+        for child, flipped in zip(deferred, flips, strict=True):
+            names = frozenset(child)
+            cost = search.distance(child)
+            if flipped and (names not in solutions or cost < solutions[names][1]):
+                solutions[names] = (child, cost)
+    return solutions, first, exhausted
+
+
+def _to_refine(solutions: dict[frozenset, tuple[dict, float]], first: set[frozenset], n: int) -> list[tuple]:
+    """The candidates worth refining: the 3n cheapest of the first pass, and the 3n cheapest of each size.
+
+    Refining each candidate only ever shortens it and does not depend on the others, so the nearest result is
+    never farther than the first pass alone would give, nor than the nearest single-feature change.
+    """
+    ranked = sorted(solutions, key=lambda names: solutions[names][1])
+    keep = set([names for names in ranked if names in first][:3 * n])
+    for size in sorted({len(names) for names in ranked}):
+        keep.update([names for names in ranked if len(names) == size][:3 * n])
+    return [solutions[names] for names in ranked if names in keep]
 
 
 def _sparsify(search: _Search, candidates: list[dict]) -> list[dict]:
@@ -572,7 +945,17 @@ def counterfactuals(
     range (observed min to max when ``ranges`` does not say) and its categories; a numeric feature
     with neither data nor a range is not searched. ``max_changes`` caps the features changed at once
     (default 3); ``budget`` caps the candidate rows the search sends to the model; ``sparsity`` is
-    the cost added per changed feature. ``seed`` fixes the sample of a large ``data``.
+    the cost added per changed feature. ``seed`` fixes the sample of a large ``data`` (and the probes
+    of a linear model).
+
+    The distance is ``sum(|new - old| / scale)`` over numeric changes ``+ 1`` per changed category
+    ``+ sparsity`` per change. For a linear model over numeric actionable features (see the module
+    notes) the first result is the exact nearest change under that distance, placed 1e-9 in log-odds
+    past the boundary, and each next one the nearest whose feature set contains none of the earlier
+    ones; ``extra["method"]`` is then ``"linear"``. For any other model (``"search"``) the results are
+    the nearest the search finds on its grid, refined to the boundary within :data:`LINE_SEARCH_TOL`
+    of each feature's scale: not guaranteed to be the global optimum, and never farther than the
+    nearest found with fewer features allowed.
 
     Returns a :class:`Counterfactuals`; when nothing flips the decision it is empty and ``message``
     says why.
@@ -584,6 +967,8 @@ def counterfactuals(
     >>> found = counterfactuals(model, {"x": 2.0, "y": 0.0}, data=X, immutable=["y"], n=1)
     >>> found.to_frame()[["features_changed", "n_changes"]].to_dict("records")
     [{'features_changed': 'x', 'n_changes': 1}]
+    >>> found.extra["method"]  # a logistic regression: the exact nearest change
+    'linear'
     """
     f, x0 = _model_and_row(model, row, feature_names, output="probability", class_index=class_index)
     if f.kind == "regressor":
@@ -638,22 +1023,35 @@ def counterfactuals(
     features, skipped = _features(f, x0, actionable, ranges, data, seed)
     max_changes = min(3 if max_changes is None else int(max_changes), len(features))
     search = _Search(f, x0, features, target == positive, threshold, sparsity)
+    method, extra_calls, extra_rows = "search", 0, 0
     solutions, exhausted = ({}, False)
-    if features and max_changes >= 1:
-        solutions, exhausted = _beam_search(search, max_changes, n, budget, beam=max(16, 4 * n))
-    search_rows = search.rows
-    kept = sorted(solutions.values(), key=lambda item: item[1])[:3 * n]
-    refined = _shrink(search, _sparsify(search, [c for c, _ in kept]))
-    p = search.probability(refined) if refined else np.empty(0)
-    found = [(c, search.distance(c), float(pi)) for c, pi, ok in zip(refined, p, search.flips(p), strict=True) if ok]
+    linear = _linear_form(search, seed) if features and max_changes >= 1 else None
+    exact = _linear_search(search, linear, n, max_changes) if linear is not None else None
+    if linear is not None:
+        extra_calls, extra_rows = 1, linear.rows  # the decision function's probes
+    if exact is not None:
+        method = "linear"
+        search_rows = search.rows
+        found = [(c, search.distance(c), float(pi)) for c, pi in zip(exact[0], exact[1], strict=True)]
+    else:
+        if features and max_changes >= 1:
+            solutions, first, exhausted = _beam_search(search, max_changes, n, budget, beam=max(16, 4 * n))
+        else:
+            first = set()
+        search_rows = search.rows
+        refined = _shrink(search, _sparsify(search, [c for c, _ in _to_refine(solutions, first, n)]))
+        p = search.probability(refined) if refined else np.empty(0)
+        found = [(c, search.distance(c), float(pi)) for c, pi, ok in zip(refined, p, search.flips(p), strict=True)
+                 if ok]
     chosen = _pick_diverse(found, n)
 
     message = ""
     if not chosen:
         searched = [feature.name for feature in features]
+        how = ("solved exactly for this linear model" if method == "linear" else
+               f"{search_rows} candidate rows tried{'; the budget ran out' if exhausted else ''}")
         message = (f"no change of at most {max_changes} of the searchable actionable features {searched} within their "
-                   f"ranges moves the decision to {target!r} ({search_rows} candidate rows tried"
-                   f"{'; the budget ran out' if exhausted else ''})")
+                   f"ranges moves the decision to {target!r} ({how})")
         if skipped:
             message += f"; not searched (no data, range or other value): {skipped}"
     elif len(chosen) < n:
@@ -665,9 +1063,9 @@ def counterfactuals(
         original=x0, original_probability=p0, target=target, threshold=float(threshold), output=f.output,
         changes=changes, rows=rows, distances=[d for _, d, _ in chosen], probabilities=[pi for _, _, pi in chosen],
         message=message,
-        extra={"model_calls": search.calls + 1, "model_rows": search.rows + 1, "search_rows": search_rows,
-               "budget_exhausted": exhausted, "scales": {feature.name: feature.scale for feature in features},
-               "not_searched": skipped},
+        extra={"method": method, "model_calls": search.calls + extra_calls + 1,
+               "model_rows": search.rows + extra_rows + 1, "search_rows": search_rows, "budget_exhausted": exhausted,
+               "scales": {feature.name: feature.scale for feature in features}, "not_searched": skipped},
     )
 
 

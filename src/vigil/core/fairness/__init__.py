@@ -12,7 +12,11 @@
   a current one: under- and over-represented groups, a chi-square test.
 - :func:`proxies`: features associated with a protected attribute (mutual
   information, single-feature AUC), joined with their attributions.
-- :func:`wilson_interval`, :func:`newcombe_interval`: the intervals used.
+- :func:`wilson_interval`, :func:`newcombe_interval`: the intervals used;
+  :func:`proportions_p_value`: the p-value of a difference of rates (the test
+  Newcombe's interval inverts; Fisher's exact test for small counts);
+  :func:`adjust_p_values`: Holm and Benjamini-Hochberg, which adjust every
+  comparison of a report as one family.
 
 The rows are counted once, over all attributes at a time; everything else is
 computed on arrays with one entry per group, so a report on a million rows
@@ -28,7 +32,8 @@ costs about what the counting costs (see ``docs/fairness.md``).
 
 from vigil.core.fairness._engine import group_confusion
 from vigil.core.fairness._inputs import MISSING
-from vigil.core.fairness._intervals import newcombe_interval, wilson_interval
+from vigil.core.fairness._intervals import newcombe_interval, proportions_p_value, wilson_interval
+from vigil.core.fairness._multiplicity import adjust_p_values
 from vigil.core.fairness._proxies import proxies
 from vigil.core.fairness._report import FairnessReport, fairness
 from vigil.core.fairness._representation import representation
@@ -36,9 +41,11 @@ from vigil.core.fairness._representation import representation
 __all__ = [
     "MISSING",
     "FairnessReport",
+    "adjust_p_values",
     "fairness",
     "group_confusion",
     "newcombe_interval",
+    "proportions_p_value",
     "proxies",
     "representation",
     "wilson_interval",

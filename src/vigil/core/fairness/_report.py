@@ -25,7 +25,16 @@ from vigil.core.fairness._inputs import (
     renamed,
     sensitive,
 )
-from vigil.core.fairness._intervals import _newcombe, _wilson, hanley_mcneil_se, mean_interval, z_value
+from vigil.core.fairness._intervals import (
+    _newcombe,
+    _wilson,
+    hanley_mcneil_se,
+    mean_interval,
+    normal_p,
+    proportions_p,
+    z_value,
+)
+from vigil.core.fairness._multiplicity import METHODS, adjust_p_values
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Metric definitions
@@ -73,6 +82,8 @@ REGRESSION_DISPARITIES = (
 )
 
 STATUSES = ("ok", "flagged", "insufficient_data")
+#: How each ``multiple_testing`` choice is described in a report.
+_ADJUSTMENTS = {"holm": "Holm-adjusted", "bh": "Benjamini-Hochberg-adjusted", "none": "unadjusted"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -106,11 +117,15 @@ class Options:
     max_difference: float
     pos_label: Any
     calibration_bins: int
+    multiple_testing: str = "holm"
 
     @classmethod
     def checked(cls, task: str, reference: Any, min_group_size: Any, confidence: Any, four_fifths: Any,
-                max_difference: Any, pos_label: Any, calibration_bins: Any) -> Options:
+                max_difference: Any, pos_label: Any, calibration_bins: Any,
+                multiple_testing: Any = "holm") -> Options:
         z = z_value(confidence)
+        if not isinstance(multiple_testing, str) or multiple_testing not in METHODS:
+            raise fail("multiple_testing", "one of " + ", ".join(repr(m) for m in METHODS), repr(multiple_testing))
         return cls(
             task=task,
             reference=reference,
@@ -121,6 +136,7 @@ class Options:
             max_difference=_float_option(max_difference, "max_difference", 0.0, np.inf),
             pos_label=pos_label,
             calibration_bins=_int_option(calibration_bins, "calibration_bins", 1),
+            multiple_testing=multiple_testing,
         )
 
 
@@ -281,17 +297,22 @@ def _best(values: np.ndarray, best: str, starts: np.ndarray, slice_of: np.ndarra
 
 
 def disparities(groups: engine.Groups, m: Metrics, defs: Sequence[Disparity], opts: Options,
-                overall: dict[str, float]) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[str, float]]]:
-    """Every group against its slice's reference, per metric: the columns of ``.disparities``, and the references.
+                overall: dict[str, float]) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[str, float]], int]:
+    """Every group against its slice's reference, per metric: the columns of ``.disparities``, the references
+    and the size of the family of comparisons the p-values are adjusted over.
 
     The reference of each slice is picked in a loop over the (few) slices; the
-    differences, ratios, intervals and statuses are computed for all groups of
-    all slices at once.
+    differences, ratios, intervals, p-values and statuses are computed for all
+    groups of all slices at once. The family counts, per slice and metric, the
+    comparisons made against a fixed reference (a named or the largest group),
+    and every pair of groups with a value when the reference is the best group:
+    the comparisons shown are then a data-chosen subset of all the pairs.
     """
     starts = groups.starts
     g = int(starts[-1])
     sizes = np.diff(starts)
-    slice_of = np.repeat(np.arange(sizes.shape[0]), sizes)
+    n_slices = sizes.shape[0]
+    slice_of = np.repeat(np.arange(n_slices), sizes)
     labels = np.asarray(groups.labels, dtype=object)
     names = np.asarray(groups.names, dtype=object)
     counts = m.count[:g]
@@ -299,8 +320,11 @@ def disparities(groups: engine.Groups, m: Metrics, defs: Sequence[Disparity], op
     is_fixed = fixed >= 0
     cols: dict[str, list[np.ndarray]] = {k: [] for k in (
         "attribute", "metric", "group", "reference_group", "value", "reference_value", "difference", "ratio",
-        "ci_low", "ci_high", "flag")}
+        "ci_low", "ci_high", "p_value")}
+    material_parts: list[np.ndarray] = []
+    counts_of_rates: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     refs: dict[tuple[str, str], tuple[str, float]] = {}
+    family = 0
     z = opts.z
     for d in defs:
         if d.metric not in m.shown:
@@ -319,10 +343,15 @@ def disparities(groups: engine.Groups, m: Metrics, defs: Sequence[Disparity], op
         if d.interval == "newcombe":
             p, lo, hi = m.raw[d.metric], m.low[d.metric], m.high[d.metric]
             ci_low, ci_high = _newcombe(p[rows], lo[rows], hi[rows], p[r], lo[r], hi[r])
+            x, n = m.num[d.metric], m.den[d.metric]
+            counts_of_rates.append((len(cols["p_value"]), x[rows], n[rows], x[r], n[r], np.isnan(diff)))
+            p_value = np.full(rows.shape[0], np.nan)  # computed below, for every rate at once
         else:
             se = m.se[d.metric]
-            half = z * np.sqrt(se[rows] ** 2 + se[r] ** 2)
+            se_diff = np.sqrt(se[rows] ** 2 + se[r] ** 2)
+            half = z * se_diff
             ci_low, ci_high = diff - half, diff + half
+            p_value = normal_p(diff, se_diff)
         with np.errstate(divide="ignore", invalid="ignore"):
             if d.metric == "selection_rate":
                 material = np.minimum(ratio, 1.0 / ratio) < opts.four_fifths
@@ -330,18 +359,30 @@ def disparities(groups: engine.Groups, m: Metrics, defs: Sequence[Disparity], op
                 material = np.abs(diff) > opts.max_difference * abs(overall[d.metric])
             else:
                 material = np.abs(diff) > opts.max_difference
-            significant = (ci_low > 0) | (ci_high < 0)
+        valid = np.add.reduceat(np.isfinite(shown).astype(np.int64), starts[:-1])
+        compared = np.bincount(slice_of[rows][np.isfinite(diff)], minlength=n_slices)
+        family += int(np.where(is_fixed, compared, valid * (valid - 1) // 2).sum())
         cols["attribute"].append(names[slice_of[rows]])
         cols["metric"].append(np.full(rows.shape[0], d.metric, dtype=object))
         cols["group"].append(labels[rows])
         cols["reference_group"].append(labels[r])
         for key, arr in (("value", v), ("reference_value", rv), ("difference", diff), ("ratio", ratio),
-                         ("ci_low", ci_low), ("ci_high", ci_high)):
+                         ("ci_low", ci_low), ("ci_high", ci_high), ("p_value", p_value)):
             cols[key].append(arr)
-        cols["flag"].append(np.where(np.isnan(diff), 2, np.where(material & significant, 1, 0)))
+        material_parts.append(material)
+    if counts_of_rates:
+        parts = [np.concatenate([c[j] for c in counts_of_rates]) for j in range(1, 6)]
+        p_rates = np.where(parts[4], np.nan, proportions_p(*parts[:4]))
+        bounds = np.cumsum([0] + [c[1].shape[0] for c in counts_of_rates])
+        for (position, *_), a, b in zip(counts_of_rates, bounds[:-1], bounds[1:], strict=True):
+            cols["p_value"][position] = p_rates[a:b]
     out: dict[str, Any] = {k: (np.concatenate(parts) if parts else np.zeros(0)) for k, parts in cols.items()}
-    out["status"] = np.asarray(STATUSES, dtype=object)[out.pop("flag").astype(np.int64)]
-    return out, refs
+    out["p_adjusted"] = adjust_p_values(out["p_value"], opts.multiple_testing, family_size=family)
+    material = np.concatenate(material_parts) if material_parts else np.zeros(0, dtype=bool)
+    significant = out["p_adjusted"] < 1.0 - opts.confidence
+    flag = np.where(np.isnan(out["difference"]), 2, np.where(material & significant, 1, 0))
+    out["status"] = np.asarray(STATUSES, dtype=object)[flag.astype(np.int64)]
+    return out, refs, family
 
 
 def summary(groups: engine.Groups, m: Metrics, disp: dict[str, Any], opts: Options) -> dict[str, Any]:
@@ -403,8 +444,10 @@ class FairnessReport:
     bounds, confusion counts and status; ``disparities``: one row per group,
     metric and attribute, against the reference group; ``summary``: one row per
     attribute, the Fairlearn-convention figures and the four-fifths check;
-    ``overall``: the metrics on every row. Build one with :func:`fairness`, or
-    from per-group counts (a SQL ``GROUP BY``) with :meth:`from_counts`.
+    ``overall``: the metrics on every row. ``family_size`` is the number of
+    comparisons the disparities' p-values are adjusted over. Build one with
+    :func:`fairness`, or from per-group counts (a SQL ``GROUP BY``) with
+    :meth:`from_counts`.
     """
 
     def __init__(self, *, task: str, n_rows: int, groups: engine.Groups, metrics: Metrics,
@@ -416,7 +459,7 @@ class FairnessReport:
         self._groups = groups
         self._m = metrics
         self._overall = {k: float(v[-1]) for k, v in metrics.shown.items()}
-        self._disp, self._refs = disparities(groups, metrics, defs, opts, self._overall)
+        self._disp, self._refs, self.family_size = disparities(groups, metrics, defs, opts, self._overall)
         self._summary = summary(groups, metrics, self._disp, opts)
 
     # -- constructors -------------------------------------------------------------------------------------------
@@ -424,8 +467,8 @@ class FairnessReport:
     @classmethod
     def from_counts(cls, counts: pd.DataFrame, attributes: str | Sequence[str] | None = None, *,
                     reference: Any = None, min_group_size: int = 30, confidence: float = 0.95,
-                    intersections: bool = True, four_fifths: float = 0.8,
-                    max_difference: float = 0.1) -> FairnessReport:
+                    intersections: bool = True, four_fifths: float = 0.8, max_difference: float = 0.1,
+                    multiple_testing: str = "holm") -> FairnessReport:
         """A classification report from a tidy frame of confusion counts, one row per group (or cell).
 
         ``counts`` has one column per sensitive attribute and the columns
@@ -463,7 +506,7 @@ class FairnessReport:
         if len(counts) == 0:
             raise fail("counts", "at least one row", "0")
         opts = Options.checked("classification", reference, min_group_size, confidence, four_fifths, max_difference,
-                               1, 10)
+                               1, 10, multiple_testing)
         table = np.column_stack([finite_numbers(counts[c], f"counts[{c!r}]", len(counts), low=0.0)
                                  for c in ("tn", "fp", "fn", "tp")])
         if np.all(table == np.rint(table)):
@@ -526,12 +569,16 @@ class FairnessReport:
 
     @cached_property
     def disparities(self) -> pd.DataFrame:
-        """One row per attribute, metric and group: value against the reference group's, difference, ratio, CI, status.
+        """One row per attribute, metric and group: value against the reference group's, difference, ratio, CI,
+        p-values, status.
 
         ``difference`` is ``value - reference_value``, ``ratio`` ``value / reference_value``
         (for ``selection_rate`` the disparate impact), ``ci_low``/``ci_high`` bound the
-        difference (Newcombe for rates, normal for means); ``status`` is
-        ``"flagged"`` when the difference is material and its interval excludes 0.
+        difference at ``confidence``, each on its own (Newcombe for rates, normal for means);
+        ``p_value`` is the two-sided p-value of no difference from the test that interval
+        inverts, ``p_adjusted`` the same adjusted over the report's family of comparisons
+        (``multiple_testing``, :attr:`family_size`); ``status`` is ``"flagged"`` when the
+        difference is material and ``p_adjusted`` is below ``1 - confidence``.
         """
         return pd.DataFrame(self._disp)
 
@@ -610,7 +657,9 @@ class FairnessReport:
         cols = ["attribute", "group", "count", "share", *[c for c in self._m.shown], "status"]
         head = (f"<p><b>Fairness report</b>: {html.escape(self.task)}, {self.n_rows:,} rows; "
                 f"reference: {html.escape(repr(self.options.reference))}; groups under "
-                f"{self.options.min_group_size} rows are marked insufficient_data.</p>")
+                f"{self.options.min_group_size} rows are marked insufficient_data; a disparity is flagged when "
+                f"material and its p-value ({_ADJUSTMENTS[self.options.multiple_testing]} over "
+                f"{self.family_size:,} comparisons) is below {1 - self.options.confidence:.3g}.</p>")
         return (head + self.summary.to_html(index=False, float_format=lambda v: f"{v:.4g}") + "<p>Groups</p>"
                 + self.by_group[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}"))
 
@@ -651,6 +700,7 @@ def fairness(
     pos_label: Any = 1,
     calibration_bins: int = 10,
     max_difference: float = 0.1,
+    multiple_testing: str = "holm",
 ) -> FairnessReport:
     """Group metrics, disparities and a Fairlearn-compatible summary of a model's decisions.
 
@@ -673,8 +723,12 @@ def fairness(
     intersection) or a dict attribute -> any of these. A disparity is
     ``"flagged"`` when it is material (selection-rate ratio below
     ``four_fifths``; otherwise a difference above ``max_difference``, relative
-    to the overall value for a regressor) and its confidence interval
-    excludes 0.
+    to the overall value for a regressor) and significant: its p-value,
+    adjusted over every comparison of the report, is below ``1 - confidence``.
+    ``multiple_testing``: ``"holm"`` (the chance of any false flag in the
+    report stays below ``1 - confidence``), ``"bh"`` (Benjamini-Hochberg: the
+    expected share of false flags among the flags does) or ``"none"`` (each
+    comparison on its own: its interval excludes 0).
 
     >>> import numpy as np
     >>> from vigil.core.fairness import fairness
@@ -699,7 +753,7 @@ def fairness(
     if task == "auto":
         task = "classification" if looks_binary(yt_arr) else "regression"
     opts = Options.checked(task, reference, min_group_size, confidence, four_fifths, max_difference, pos_label,
-                           calibration_bins)
+                           calibration_bins, multiple_testing)
     if task == "classification":
         yt = binary(y_true, "y_true", pos_label, hint="; pass task='regression' for a numeric target")
         yp = binary(y_pred, "y_pred", pos_label, n,

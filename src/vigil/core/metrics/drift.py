@@ -10,17 +10,34 @@ the same bins the two agree exactly.
 
 Measures. :func:`psi`, :func:`js_distance` (Jensen-Shannon distance, base 2),
 :func:`hellinger`, :func:`ks` (two-sample Kolmogorov-Smirnov), :func:`chi2`
-(chi-squared test of the 2 x k table) and :func:`wasserstein` (normalised by
-the reference's standard deviation). Non-finite numbers (NaN, +-inf) and
-missing categories are ignored everywhere: they are a data-integrity signal,
-not drift.
+(chi-squared test of the 2 x k table; :func:`homogeneity_test` for small
+counts) and :func:`wasserstein` (normalised by the reference's standard
+deviation; the decision divides by :func:`wasserstein_scale`, the same but
+for a constant reference, measured against its magnitude). Non-finite
+numbers (NaN, +-inf) and missing categories are ignored everywhere: they are
+a data-integrity signal, not drift.
 
-Decision. :func:`column_drift` and :func:`drift_table` flag drift on an
-*effect size* with a fixed threshold (:data:`DEFAULTS`), never on a p-value
-alone: at large n a two-sample test rejects shifts nobody cares about (a
-mean shift of 3% of a standard deviation gives a KS p-value near 1e-6 at
-100,000 rows a side and 1e-12 at 200,000), while an effect size stays put as
-the sample grows. The p-value is reported beside it.
+Decision. :func:`decide` (used by :func:`column_drift`, :func:`drift_table`
+and the profile-based drift of :mod:`vigil.core.monitoring`) flags drift
+when all three hold:
+
+1. both samples have at least :data:`MIN_ROWS` (30) values (finite numbers,
+   non-missing categories); below that the result is ``drifted=None``,
+   ``status="insufficient_data"``: too few rows to decide either way;
+2. the *effect size* reaches its fixed threshold (:data:`DEFAULTS`);
+3. the column's test rejects "same distribution" at p < :data:`SIGNIFICANCE`
+   (0.01): KS for numbers, chi-squared for categories, by Monte Carlo
+   conditional on the margins when an expected count is below 5
+   (:func:`homogeneity_test`), where the chi-squared distribution is no
+   guide.
+
+The effect size, never a p-value alone: at large n a two-sample test rejects
+shifts nobody cares about (a mean shift of 3% of a standard deviation gives a
+KS p-value near 1e-6 at 100,000 rows a side and 1e-12 at 200,000), while an
+effect size stays put as the sample grows. The test keeps a small window's
+noise from passing for an effect; the minimum size keeps a handful of rows
+from deciding anything. The p-value methods ("ks", "chi2") decide on the
+p-value alone, still with the minimum size.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -44,7 +61,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from vigil.errors import VigilError
+from vigil.errors import MetricInputError
 
 __all__ = [
     "DEFAULTS",
@@ -68,6 +85,14 @@ __all__ = [
     "chi2_from_counts",
     "wasserstein",
     "wasserstein_from_counts",
+    "wasserstein_from_sums",
+    "WassersteinEstimate",
+    "wasserstein_scale",
+    "homogeneity_test",
+    "decide",
+    "MIN_ROWS",
+    "SIGNIFICANCE",
+    "STATUSES",
     "column_drift",
     "drift_table",
 ]
@@ -83,17 +108,20 @@ SAMPLE_SIZE = 100_000
 EXACT_MAX_ROWS = 100_000
 #: Evidently's floor on the standard deviation that normalises the Wasserstein distance.
 MIN_SCALE = 1e-3
+#: A reference whose standard deviation is at most this share of its magnitude is constant (the share covers the
+#: rounding of a constant's computed moments): see :func:`wasserstein_scale`.
+CONSTANT_SPREAD = 1e-9
+#: Fewest values on each side (finite numbers, non-missing categories) for any drift decision.
+MIN_ROWS = 30
+#: Below this expected count in any cell, the chi-squared p-value comes from a Monte Carlo test instead.
+MIN_EXPECTED = 5.0
+#: Tables simulated by the Monte Carlo chi-squared test (p-values resolve to 1 / (MC_TABLES + 1)).
+MC_TABLES = 2_000
 
 _CHUNK = 1 << 16
 _TAILS = np.array([1e-5, 3e-5, 1e-4, 3e-4])
 _FINE_LEVELS = np.concatenate([[0.0], _TAILS, np.arange(1, FINE_BINS) / FINE_BINS, 1.0 - _TAILS[::-1], [1.0]])
 _KINDS = ("numeric", "categorical")
-
-
-class MetricInputError(VigilError, ValueError):
-    """An argument of a metric function that cannot be used; the message names the argument."""
-
-    code = "metric_input"
 
 
 class StatTestResult(NamedTuple):
@@ -468,6 +496,52 @@ def chi2_from_counts(ref_counts: Any, cur_counts: Any, *, correction: bool = Tru
     return StatTestResult(statistic, float(special.chdtrc(dof, statistic)))
 
 
+def homogeneity_test(ref_counts: Any, cur_counts: Any, *, n_tables: int = MC_TABLES, seed: int = 0
+                     ) -> StatTestResult:
+    """The chi-squared test of homogeneity of [ref_counts; cur_counts], valid at any counts.
+
+    When every expected count is at least :data:`MIN_EXPECTED` (5) it is
+    :func:`chi2_from_counts` (SciPy's ``chi2_contingency``). Below that the
+    chi-squared distribution misstates the tail (a single current row in a
+    category the reference never had gives p = 0), so the p-value is a Monte
+    Carlo one conditional on both margins, as R's
+    ``chisq.test(simulate.p.value=TRUE)``: ``n_tables`` tables with the
+    observed row and column totals are drawn (multivariate hypergeometric,
+    generator seeded with ``seed``: the same counts give the same p-value), and
+    ``p = (1 + #{simulated statistic >= observed}) / (n_tables + 1)`` with the
+    statistic of Pearson, uncorrected. It is valid at every sample size: under
+    "same distribution" ``P(p <= a) <= a``.
+
+    >>> homogeneity_test([5000, 5000, 0], [0, 0, 1]).p_value  # one unseen row: the exact chance is 1e-4
+    0.0004997501249375312
+    >>> round(homogeneity_test([50, 30, 20], [40, 30, 30]).p_value, 3)  # large counts: chi-squared
+    0.211
+    """
+    r, c = _check_counts(ref_counts, cur_counts)
+    keep = (r + c) > 0
+    if keep.sum() < 2:
+        return StatTestResult(0.0, 1.0)
+    r, c = r[keep], c[keep]
+    totals = r + c
+    n_ref, n_cur = float(r.sum()), float(c.sum())
+    n = n_ref + n_cur
+    e_ref, e_cur = totals * (n_ref / n), totals * (n_cur / n)
+    if min(float(e_ref.min()), float(e_cur.min())) >= MIN_EXPECTED:
+        return chi2_from_counts(r, c)
+    if not (np.array_equal(r, np.round(r)) and np.array_equal(c, np.round(c))):
+        raise MetricInputError("a Monte Carlo chi-squared test needs whole counts")
+    if isinstance(n_tables, bool) or not isinstance(n_tables, int) or n_tables < 99:
+        raise MetricInputError(f"n_tables must be an integer >= 99, got {n_tables!r}")
+    # with fixed margins the current row decides the table: sum (x - E)^2 (1/E_cur + 1/E_ref) over the columns
+    weight = 1.0 / e_cur + 1.0 / e_ref
+    observed = float(np.sum((c - e_cur) ** 2 * weight))
+    rng = np.random.default_rng(seed)
+    sims = rng.multivariate_hypergeometric(totals.astype(np.int64), int(n_cur), size=n_tables, method="marginals")
+    stats = np.sum((sims - e_cur) ** 2 * weight, axis=1)
+    extreme = int(np.count_nonzero(stats >= observed * (1.0 - 64.0 * np.finfo(float).eps)))
+    return StatTestResult(observed, (1.0 + extreme) / (n_tables + 1.0))
+
+
 def wasserstein_from_counts(
     ref_counts: Any,
     cur_counts: Any,
@@ -533,6 +607,140 @@ def wasserstein_from_counts(
             raise MetricInputError(f"scale must be > 0, got {scale!r}")
         w /= scale
     return w
+
+
+class WassersteinEstimate(NamedTuple):
+    """A Wasserstein distance estimated from bins, with guaranteed bounds: ``low <= true distance <= high``."""
+
+    value: float
+    low: float
+    high: float
+
+
+def wasserstein_from_sums(
+    ref_counts: Any,
+    cur_counts: Any,
+    ref_sums: Any,
+    cur_sums: Any,
+    edges: Any,
+    *,
+    lower: float,
+    upper: float,
+    scale: float | None = None,
+) -> WassersteinEstimate:
+    """Wasserstein-1 distance from counts *and sums of the values* per bin, with bounds on the error.
+
+    The bins are those of :func:`bin_counts` on ``edges``, the outer ones
+    closed by ``lower`` and ``upper`` (the smallest and largest value of both
+    samples). With ``F``, ``G`` the cumulative proportions, a bin's sum gives
+    the exact integral of ``F - G`` over the bin, so the bin's share of the
+    distance ``integral |F - G|`` is exact wherever ``F - G`` keeps one sign
+    in the bin. That is certain when the counts rule a crossing out (as in the
+    outer bins against a reference that has no value there: values outside the
+    reference's range are exact), and assumed when ``F - G`` has the same
+    sign at both ends and over the bin (shifts, changes of scale). In the other
+    bins each side's values are spread evenly around their mean, as widely as
+    the bin allows (a point when the mean sits on an edge, as for integers).
+
+    ``low`` and ``high`` hold for any data with these counts and sums: per bin,
+    ``|integral (F - G)| <= integral |F - G| <= w |d| + ...`` from either end
+    (``d`` the difference of the cumulative proportions there, the rest the
+    exact integrals of the within-bin rises of ``F`` and ``G``). Pass ``scale``
+    (see :func:`wasserstein_scale`) for the normalised distance.
+
+    >>> ref, cur = np.array([0.0, 0.0, 1.0, 1.0]), np.array([1.0, 1.0, 2.0, 2.0])
+    >>> edges = np.array([1.0, 2.0])
+    >>> idx_r, idx_c = np.searchsorted(edges, ref, side="right"), np.searchsorted(edges, cur, side="right")
+    >>> est = wasserstein_from_sums(np.bincount(idx_r, minlength=3), np.bincount(idx_c, minlength=3),
+    ...                             np.bincount(idx_r, ref, 3), np.bincount(idx_c, cur, 3), edges, lower=0.0, upper=2.0)
+    >>> est.value, est.low <= 1.0 <= est.high  # scipy.stats.wasserstein_distance(ref, cur) is 1.0
+    (1.0, True)
+    """
+    r, c = _check_counts(ref_counts, cur_counts)
+    e = _check_edges(edges)
+    if r.size != e.size + 1:
+        raise MetricInputError(f"edges must have len(ref_counts) - 1 = {r.size - 1} values, got {e.size}")
+    sums = []
+    for name, x in (("ref_sums", ref_sums), ("cur_sums", cur_sums)):
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.shape != r.shape or not np.isfinite(arr).all():
+            raise MetricInputError(f"{name} must hold {r.size} finite sums, one per bin")
+        sums.append(arr)
+    lo, hi = float(lower), float(upper)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or (e.size and (lo > e[0] or hi < e[-1])) or lo > hi:
+        raise MetricInputError(f"lower and upper must be finite and enclose the edges, got {lower!r} and {upper!r}")
+    a = np.concatenate([[lo], e])
+    b = np.concatenate([e, [hi]])
+    w = b - a
+    p, q = r / r.sum(), c / c.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty bins: no mean, placed on the left edge
+        m_r = np.clip(np.where(r > 0, sums[0] / np.where(r > 0, r, 1.0), a), a, b)
+        m_c = np.clip(np.where(c > 0, sums[1] / np.where(c > 0, c, 1.0), a), a, b)
+    d_a = np.concatenate([[0.0], np.cumsum(p)[:-1] - np.cumsum(q)[:-1]])
+    d_b = d_a + p - q
+    rise_r, rise_c = p * (b - m_r), q * (b - m_c)  # integrals of F - F(a) and G - G(a) over the bin
+    signed = d_a * w + rise_r - rise_c
+    low = np.abs(signed)
+    high = np.maximum(np.minimum(w * np.abs(d_a) + rise_r + rise_c,
+                                 w * np.abs(d_b) + (p * w - rise_r) + (q * w - rise_c)), low)
+    steady = (np.sign(d_a) * np.sign(d_b) >= 0) & (np.sign(d_a + d_b) * np.sign(signed) >= 0)
+    value = low.copy()
+    mixed = np.flatnonzero(~steady)
+    if mixed.size:
+        spread = _spread_evenly(a[mixed], b[mixed], d_a[mixed], p[mixed], q[mixed], m_r[mixed], m_c[mixed])
+        value[mixed] = np.clip(spread, low[mixed], high[mixed])
+    out = np.array([value.sum(), low.sum(), high.sum()])
+    if scale is not None:
+        if not scale > 0:
+            raise MetricInputError(f"scale must be > 0, got {scale!r}")
+        out /= scale
+    return WassersteinEstimate(float(out[0]), float(out[1]), float(out[2]))
+
+
+def _spread_evenly(a: np.ndarray, b: np.ndarray, d_a: np.ndarray, p: np.ndarray, q: np.ndarray,
+                   m_r: np.ndarray, m_c: np.ndarray) -> np.ndarray:
+    """integral |F - G| over bins [a, b] where each side's mass (p, q) is uniform on the widest interval centred on
+    its mean (m_r, m_c) that fits in the bin: F - G is then linear between the breakpoints."""
+    h_r, h_c = np.minimum(m_r - a, b - m_r), np.minimum(m_c - a, b - m_c)
+    points = np.sort(np.stack([a, m_r - h_r, m_r + h_r, m_c - h_c, m_c + h_c, b], axis=1), axis=1)
+
+    def rise(x: np.ndarray, mass: np.ndarray, m: np.ndarray, h: np.ndarray, right: bool) -> np.ndarray:
+        width = 2.0 * h
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ramp = np.clip((x - (m - h)) / np.where(width > 0, width, 1.0), 0.0, 1.0)
+        jump = (x >= m) if right else (x > m)  # a point mass: right-continuous value or left limit
+        return mass * np.where(width > 0, ramp, jump)
+
+    total = np.zeros(a.size)
+    for j in range(points.shape[1] - 1):
+        x0, x1 = points[:, j], points[:, j + 1]
+        v0 = d_a + rise(x0, p, m_r, h_r, True) - rise(x0, q, m_c, h_c, True)
+        v1 = d_a + rise(x1, p, m_r, h_r, False) - rise(x1, q, m_c, h_c, False)
+        same = v0 * v1 >= 0
+        denom = np.where(same, 1.0, np.abs(v0) + np.abs(v1))
+        total += (x1 - x0) * np.where(same, (np.abs(v0) + np.abs(v1)) / 2.0, (v0 * v0 + v1 * v1) / (2.0 * denom))
+    return total
+
+
+def wasserstein_scale(std: float, lo: float, hi: float) -> float:
+    """What the normalised Wasserstein distance divides by: the reference's spread, or its size when it has none.
+
+    The reference's standard deviation ``std`` (population), floored at
+    :data:`MIN_SCALE` (0.001, Evidently's rule), unless the reference is
+    constant (``std`` at most :data:`CONSTANT_SPREAD` of its magnitude
+    ``max(|lo|, |hi|)``, its extremes): with no spread to measure a shift
+    against, the floor would call a move from 10.0 to 10.01 ten standard
+    deviations. The distance is then divided by the magnitude (floored at
+    0.001 too): at the default threshold of 0.1 a constant column drifts when
+    its values move by a tenth of their size (10.0 to 12.0), not by 0.01.
+
+    >>> wasserstein_scale(2.0, -5.0, 5.0), wasserstein_scale(0.0, 10.0, 10.0), wasserstein_scale(0.0, 0.0, 0.0)
+    (2.0, 10.0, 0.001)
+    """
+    magnitude = max(abs(float(lo)), abs(float(hi)))
+    if float(std) > CONSTANT_SPREAD * magnitude:
+        return max(float(std), MIN_SCALE)
+    return max(magnitude, MIN_SCALE)
 
 
 # -- distances on raw samples -----------------------------------------------------------------------------
@@ -603,7 +811,9 @@ def wasserstein(reference: Any, current: Any, *, normalized: bool = True) -> flo
     With ``normalized=True`` (the default) it is divided by the reference's
     standard deviation (population, ``ddof=0``), floored at 0.001 as in
     Evidently's "normed Wasserstein": 0.1 means the current distribution has
-    moved by a tenth of a reference standard deviation.
+    moved by a tenth of a reference standard deviation. (The drift decision,
+    :func:`column_drift`, divides by :func:`wasserstein_scale` instead: the
+    same, except for a constant reference, which has no spread to divide by.)
 
     >>> wasserstein([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], normalized=False)
     1.0
@@ -792,8 +1002,10 @@ def _numeric_stats(reference: Any, current: Any, *, bins: int, exact: bool | Non
         edges = _edges_from_sorted(np.sort(rf), bins)
         rc, cc = bin_counts(rf, edges), bin_counts(cf, edges)
         ks_res = ks(rf, cf)
-        w = wasserstein(rf, cf)
-        return _coarse(rc, cc) | {"ks": ks_res.statistic, "ks_p_value": ks_res.p_value, "wasserstein": w}
+        w = wasserstein(rf, cf, normalized=False) / wasserstein_scale(float(np.std(rf)), float(rf.min()),
+                                                                      float(rf.max()))
+        return _coarse(rc, cc) | {"ks": ks_res.statistic, "ks_p_value": ks_res.p_value, "wasserstein": w,
+                                  "n_ref": rf.size, "n_cur": cf.size}
     rs = _sorted_sample(r, SAMPLE_SIZE, seed=0)
     cs = _sorted_sample(c, SAMPLE_SIZE, seed=1)
     if rs.size == 0:
@@ -803,6 +1015,7 @@ def _numeric_stats(reference: Any, current: Any, *, bins: int, exact: bool | Non
     coarse_edges = _edges_from_sorted(rs, bins)
     fine, discrete = _fine_edges(rs, cs, coarse_edges)
     center = float(rs[rs.size // 2])
+    ref_lo, ref_hi = float(rs[0]), float(rs[-1])  # only to tell a constant reference (see wasserstein_scale)
     del rs, cs  # memory: the samples are done with
     binner = _Binner(fine)
     rscan = _scan(r, binner, center=center)
@@ -815,9 +1028,10 @@ def _numeric_stats(reference: Any, current: Any, *, bins: int, exact: bool | Non
     w = wasserstein_from_counts(
         rscan.counts, cscan.counts, fine,
         lower=min(rscan.lo, cscan.lo, fine[0]), upper=max(rscan.hi, cscan.hi, fine[-1]),
-        scale=max(rscan.std, MIN_SCALE), interpolation="step" if discrete else "linear",
+        scale=wasserstein_scale(rscan.std, ref_lo, ref_hi), interpolation="step" if discrete else "linear",
     )
-    return _coarse(rc, cc) | {"ks": ks_res.statistic, "ks_p_value": ks_res.p_value, "wasserstein": w}
+    return _coarse(rc, cc) | {"ks": ks_res.statistic, "ks_p_value": ks_res.p_value, "wasserstein": w,
+                              "n_ref": rscan.n, "n_cur": cscan.n}
 
 
 def _fine_edges(rs: np.ndarray, cs: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -865,8 +1079,9 @@ def _categorical_stats(reference: Any, current: Any) -> dict[str, float]:
         raise MetricInputError("reference has no non-missing values")
     if cc.sum() == 0:
         raise MetricInputError("current has no non-missing values")
-    res = chi2_from_counts(rc, cc)
-    return _coarse(rc, cc) | {"chi2": res.statistic, "chi2_p_value": res.p_value}
+    res = homogeneity_test(rc, cc)
+    return _coarse(rc, cc) | {"chi2": res.statistic, "chi2_p_value": res.p_value, "n_ref": int(rc.sum()),
+                              "n_cur": int(cc.sum())}
 
 
 # -- the decision -----------------------------------------------------------------------------------------
@@ -894,29 +1109,60 @@ def _check_method(method: str | None, threshold: float | None, kind: str, where:
 #: p-value is tiny and the effect size decides.
 SIGNIFICANCE = 0.01
 
+#: The ``status`` of a decision.
+STATUSES = ("drift", "ok", "insufficient_data")
 
-def decide(stats: Mapping[str, float], kind: str, method: str | None = None,
-           threshold: float | None = None) -> dict[str, Any]:
-    """The drift decision from a column's measures (keys: the METHODS names plus ``ks_p_value``/``chi2_p_value``).
 
-    Effect-size methods flag drift when the value is >= the threshold *and* the
-    column's test p-value is below :data:`SIGNIFICANCE`; p-value methods
-    ("ks", "chi2") when the p-value is below the threshold.
+def _check_size(n: Any, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise MetricInputError(f"{name} must be a count of values (an integer >= 0), got {n!r}")
+    return int(n)
+
+
+def decide(stats: Mapping[str, float], kind: str, method: str | None = None, threshold: float | None = None, *,
+           n_ref: int, n_cur: int) -> dict[str, Any]:
+    """The drift decision from a column's measures and the sizes of the two samples they come from.
+
+    ``stats`` holds the METHODS names plus ``ks_p_value`` (numeric) or
+    ``chi2_p_value`` (categorical); ``n_ref`` and ``n_cur`` are the numbers of
+    values each measure saw (finite numbers, non-missing categories). An
+    effect-size method flags drift when all of these hold:
+
+    - ``n_ref >= MIN_ROWS`` and ``n_cur >= MIN_ROWS`` (:data:`MIN_ROWS`, 30);
+    - the value is >= the threshold;
+    - the column's test p-value is below :data:`SIGNIFICANCE` (0.01).
+
+    A p-value method ("ks", "chi2") flags drift when the p-value is below the
+    threshold, with the same minimum size. Below the minimum size nothing is
+    decided: ``drifted`` is None and ``status`` "insufficient_data". Keys:
+    ``method, value, threshold, drifted, status, p_value, psi, js_distance,
+    hellinger``; ``status`` is "drift", "ok" or "insufficient_data".
 
     >>> stats = {"wasserstein": 0.3, "js_distance": 0.2, "hellinger": 0.2, "psi": 0.4, "ks_p_value": 0.2}
-    >>> decide(stats, "numeric")["drifted"], decide({**stats, "ks_p_value": 1e-9}, "numeric")["drifted"]
-    (False, True)
+    >>> decide(stats, "numeric", n_ref=1000, n_cur=500)["drifted"]  # a large effect, but not significant
+    False
+    >>> decide({**stats, "ks_p_value": 1e-9}, "numeric", n_ref=1000, n_cur=500)["status"]
+    'drift'
+    >>> r = decide({**stats, "ks_p_value": 1e-9}, "numeric", n_ref=1000, n_cur=12)
+    >>> r["drifted"], r["status"]
+    (None, 'insufficient_data')
     """
     method, threshold = _check_method(method, threshold, kind, "")
+    n_ref, n_cur = _check_size(n_ref, "n_ref"), _check_size(n_cur, "n_cur")
     p_value = stats["ks_p_value"] if kind == "numeric" else stats["chi2_p_value"]
     value = {"ks": stats.get("ks_p_value"), "chi2": stats.get("chi2_p_value")}.get(method, stats.get(method))
-    if METHODS[method].direction == "above":
-        drifted = value >= threshold and p_value < SIGNIFICANCE
+    drifted: bool | None
+    if min(n_ref, n_cur) < MIN_ROWS:
+        drifted, status = None, "insufficient_data"
     else:
-        drifted = value < threshold
-    return {"method": method, "value": float(value), "threshold": float(threshold), "drifted": bool(drifted),
-            "p_value": float(p_value), "psi": float(stats["psi"]), "js_distance": float(stats["js_distance"]),
-            "hellinger": float(stats["hellinger"])}
+        if METHODS[method].direction == "above":
+            drifted = bool(value >= threshold and p_value < SIGNIFICANCE)
+        else:
+            drifted = bool(value < threshold)
+        status = "drift" if drifted else "ok"
+    return {"method": method, "value": float(value), "threshold": float(threshold), "drifted": drifted,
+            "status": status, "p_value": float(p_value), "psi": float(stats["psi"]),
+            "js_distance": float(stats["js_distance"]), "hellinger": float(stats["hellinger"])}
 
 
 def column_drift(
@@ -932,13 +1178,17 @@ def column_drift(
     """Whether one column drifted: the chosen measure against its threshold, and the others beside it.
 
     ``method`` is a key of :data:`METHODS`; by default :data:`DEFAULTS`
-    (normalised Wasserstein >= 0.1 for numeric columns, Jensen-Shannon distance
-    >= 0.1 for categorical ones). Effect-size methods flag drift when the value
-    is >= the threshold; the p-value methods ("ks", "chi2") when it is below.
-    The result always has the same keys: ``method, value, threshold, drifted,
-    p_value`` (KS for numeric, chi-squared for categorical: reported, not used
-    by the default decision), ``psi, js_distance, hellinger`` (on ``bins``
-    reference-quantile bins or the categories).
+    (normalised Wasserstein for numeric columns, Jensen-Shannon distance for
+    categorical ones, both at 0.1). The decision is :func:`decide`'s: an
+    effect-size method flags drift when the value is >= the threshold *and*
+    the p-value is below :data:`SIGNIFICANCE` (0.01); a p-value method ("ks",
+    "chi2") when the p-value is below the threshold; either only when both
+    samples have at least :data:`MIN_ROWS` (30) values, else ``drifted`` is
+    None (too few to decide). The result always has the same keys: ``method,
+    value, threshold, drifted, p_value`` (KS for numeric; for categorical the
+    chi-squared test of :func:`homogeneity_test`, Monte Carlo at small
+    counts), ``psi, js_distance, hellinger`` (on ``bins`` reference-quantile
+    bins or the categories).
 
     Up to 100,000 rows (both sides together) everything is exact. Above that,
     numeric columns go through the same binned fast path as :func:`drift_table`
@@ -951,7 +1201,9 @@ def column_drift(
     bins = _check_bins(bins)
     stats = _numeric_stats(reference, current, bins=bins, exact=exact) if kind == "numeric" else \
         _categorical_stats(reference, current)
-    return decide(stats, kind, method, threshold)
+    result = decide(stats, kind, method, threshold, n_ref=stats["n_ref"], n_cur=stats["n_cur"])
+    del result["status"]  # drifted says it: True, False, or None for too few values
+    return result
 
 
 TABLE_COLUMNS = ["column", "kind", "method", "value", "threshold", "drifted", "p_value", "psi", "js_distance",
@@ -1009,7 +1261,9 @@ def drift_table(
     sides together) KS and Wasserstein are SciPy's exact values instead
     (``exact=True`` forces that, ``exact=False`` forces the binned path).
     A column with no finite / non-missing value on one side gets NaN measures
-    and ``drifted=False``: a data-integrity check, not drift, reports it.
+    and ``drifted=None``: a data-integrity check, not drift, reports it. So
+    does one with fewer than :data:`MIN_ROWS` values on a side (its measures
+    are reported, undecided).
 
     >>> rng = np.random.default_rng(0)
     >>> ref = pd.DataFrame({"x": rng.normal(size=500), "c": rng.choice(["a", "b"], 500)})
@@ -1047,9 +1301,10 @@ def drift_table(
             if "no finite" not in str(err) and "no non-missing" not in str(err):
                 raise MetricInputError(f"column {col!r}: {err}") from err
             return {"column": col, "kind": kind, "method": method, "value": math.nan, "threshold": threshold,
-                    "drifted": False, "p_value": math.nan, "psi": math.nan, "js_distance": math.nan,
+                    "drifted": None, "p_value": math.nan, "psi": math.nan, "js_distance": math.nan,
                     "hellinger": math.nan}
-        return {"column": col, "kind": kind} | decide(stats, kind, method, threshold)
+        return {"column": col, "kind": kind} | decide(stats, kind, method, threshold, n_ref=stats["n_ref"],
+                                                      n_cur=stats["n_cur"])
 
     # numeric columns cost the most: start them first so the threads finish together
     order = iter(sorted(columns, key=lambda col: columns[col] != "numeric"))
