@@ -25,7 +25,7 @@ import pandas as pd
 from vigil.core.metrics import multivariate as mvm
 from vigil.core.metrics import performance as perf
 from vigil.core.schema import Column, Kind
-from vigil.errors import InvalidParameterError, VigilError
+from vigil.errors import InvalidParameterError, SchemaError
 from vigil.services.monitoring import (
     Monitor,
     _frame,
@@ -86,7 +86,7 @@ def _feature_kinds(mv: ModelVersion, frame: pd.DataFrame) -> tuple[list[str], li
     categorical = [c.name for c in mv.schema.features
                    if c.kind in (Kind.CATEGORICAL, Kind.BOOLEAN) and c.name in frame]
     if not numeric and not categorical:
-        raise VigilError(f"model {mv.model!r} has no numeric or categorical features to compare")
+        raise SchemaError(f"model {mv.model!r} has no numeric or categorical features to compare", field="model")
     return numeric, categorical
 
 
@@ -255,15 +255,16 @@ def embedding_drift(monitor: Monitor, mv: ModelVersion, *, window: str = "1d", c
     p_value, drifted.
     """
     if baseline not in ("training", "previous"):
-        raise VigilError(f"baseline must be 'training' or 'previous', got {baseline!r}")
+        raise InvalidParameterError(f"baseline must be 'training' or 'previous', got {baseline!r}", field="baseline")
     segment = segment_key(segment)
     embeddings: list[Column] = [c for c in mv.schema.features if c.kind == Kind.EMBEDDING]
     if column is not None:
         embeddings = [c for c in embeddings if c.name == column]
         if not embeddings:
-            raise VigilError(f"column {column!r} is not an embedding feature of model {mv.model!r}")
+            raise InvalidParameterError(f"column {column!r} is not an embedding feature of model {mv.model!r}",
+                                        field="column")
     if not embeddings:
-        raise VigilError(f"model {mv.model!r} has no embedding features")
+        raise SchemaError(f"model {mv.model!r} has no embedding features", field="model")
     train = training_frame(monitor, mv) if baseline == "training" else None
     fixed = {c.name: _matrix(train[c.name]) for c in embeddings} if train is not None else None
     previous: dict[str, np.ndarray] | None = None
@@ -315,7 +316,7 @@ def custom_metric(monitor: Monitor, mv: ModelVersion, metric: perf.CustomMetric,
     >>> store.close()
     """
     if not isinstance(metric, perf.CustomMetric):
-        raise VigilError(f"metric must be a CustomMetric, got {type(metric).__name__}")
+        raise InvalidParameterError(f"metric must be a CustomMetric, got {type(metric).__name__}", field="metric")
     segment = segment_key(segment)
     rows = []
     for start_, part in split_windows(read_events(monitor, mv, segment, start, end, labels=True), window):
@@ -344,7 +345,8 @@ def ranking_performance(monitor: Monitor, mv: ModelVersion, *, k: int = 10, wind
     """
     schema = mv.schema
     if schema.task != "ranking" or schema.target is None or schema.prediction is None:
-        raise VigilError(f"model {mv.model!r} is not a ranking model with a prediction and a target column")
+        raise SchemaError(f"model {mv.model!r} is not a ranking model with a prediction and a target column",
+                          field="model")
     segment = segment_key(segment)
     target, prediction = schema.target.name, schema.prediction.name
     frame = read_events(monitor, mv, segment, start, end, labels=True)
