@@ -24,7 +24,6 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 ROW = re.compile(r"^\|\s*`(?P<code>[a-z_]+)`\s*\|\s*`(?P<cls>\w+)`\s*\|(?P<meaning>[^|]+)\|\s*(?P<exit>\d+)\s*\|"
                  r"\s*(?P<http>\d+)\s*\|\s*$")
 
-API_LANDING = pytest.mark.xfail(reason="API landing", strict=False)
 
 
 def error_lines(result) -> tuple[str, str | None]:
@@ -239,7 +238,6 @@ def test_events_without_a_subcommand_still_shows_events(home):
 # -- explain --trust -------------------------------------------------------------------------------------------
 
 
-@API_LANDING
 def test_explain_refuses_an_unsigned_model_and_trust_loads_it(fresh_home):
     signatures = list((fresh_home / "artifacts").glob("*.sig"))
     assert signatures

@@ -269,7 +269,8 @@ def test_store_accounts_for_every_row(store, frame):
     # a row already held for the same reason by an earlier batch is held once (re-sending is safe)
     held = set(zip(quarantined["reason"], quarantined["raw"], strict=True))
     assert len(mine) <= res.quarantined and len(held) >= len(set(zip(mine["reason"], mine["raw"], strict=True)))
-    assert sorted(mine["reason"].value_counts().to_dict().items()) == sorted(res.reasons.items())
+    stored = mine["reason"].value_counts().to_dict()
+    assert all(stored.get(reason, 0) <= n for reason, n in res.reasons.items()) and set(stored) <= set(res.reasons)
     assert set(mine["reason"]) <= set(REASONS)
     assert len(store.events("bin")) == before + res.accepted
     batches = store.batches("bin")
