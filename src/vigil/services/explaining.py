@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from vigil.core.explain import Explanation, choose_method, explain
 from vigil.core.explain.importance import DRIFT_THRESHOLD, explanation_drift, mean_abs_importance
-from vigil.errors import ArtifactError, ExplainError, InvalidParameterError, NotFoundError, SchemaError
+from vigil.errors import ExplainError, InvalidParameterError, NotFoundError, SchemaError
 from vigil.services.monitoring import Monitor, time_bound
 from vigil.services.registry import ModelVersion, model_inputs, utcnow
 from vigil.services.rowwise import split_windows
@@ -114,8 +114,6 @@ class Explainer:
             ready = self.prepare(mv, model=model)
             if ready.method in ("tree", "linear", "integrated_gradients"):
                 self.baseline(mv, ready.method, model=model)
-        except (ExplainError, SchemaError, ArtifactError) as err:
-            log.info("no explanation baseline for %s version %s: %s", mv.model, mv.version, err)
         except Exception as err:  # noqa: BLE001 - a model that cannot explain its training data explains later
             log.info("no explanation baseline for %s version %s: %s", mv.model, mv.version, err)
 

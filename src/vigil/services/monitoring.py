@@ -37,7 +37,7 @@ from vigil.core.monitoring import (
     parse_window,
     window_start,
 )
-from vigil.core.schema import Column, Kind, Role, Schema
+from vigil.core.schema import Column, Kind, LabelType, Role, Schema
 from vigil.core.segments import Segment
 from vigil.errors import InvalidParameterError, SchemaError
 from vigil.services.registry import ModelVersion, Registry, model_inputs
@@ -47,7 +47,6 @@ SCORE_BINS = 1000
 #: Profiles kept besides the columns': model quality, and label delay in hours (its count and missing give
 #: the labelled and unlabelled events).
 PERFORMANCE, DELAY = "__performance__", "__label_delay_hours__"
-ALL = ""  # the segment of all events
 
 
 @dataclass(frozen=True)
@@ -126,9 +125,9 @@ def segment_kinds(schema: Schema) -> dict[str, str]:
         if col.role in (Role.FEATURE, Role.METADATA, Role.PREDICTION, Role.SCORE, Role.TARGET) \
                 and col.kind in kinds and col.pii != "drop":
             kind = "string" if col.pii == "hash" else kinds[col.kind]
-            if col.kind == Kind.CATEGORICAL and col.storage_type == "BIGINT":
+            if col.kind == Kind.CATEGORICAL and col.pii != "hash" and col.label_type == LabelType.INTEGER:
                 kind = "number"
-            elif col.kind == Kind.CATEGORICAL and col.storage_type == "BOOLEAN":
+            elif col.kind == Kind.CATEGORICAL and col.pii != "hash" and col.label_type == LabelType.BOOLEAN:
                 kind = "boolean"
             out[col.name] = kind
     return out
@@ -217,10 +216,6 @@ class Monitor:
         profiles = {c.name: column_profile(c, table.column(c.name), edges.get(c.name)) for c in cols}
         return Baseline(edges=edges, deciles={name: d for name, (_, d) in bins.items()}, profiles=profiles,
                         source=source)
-
-    def training_table(self, mv: ModelVersion) -> pa.Table | None:
-        """The version's training data as stored (redacted), or None."""
-        return mv.training_dataset.table() if mv.training_dataset is not None else None
 
     def _baseline_table(self, mv: ModelVersion, model: Any = None) -> tuple[pa.Table, str]:
         """The training data, with ``model``'s predictions on it when given and able to make them."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,25 +48,15 @@ def current_user() -> str:
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """A registered table, identified by its content hash."""
+class Dataset(DatasetRecord):
+    """A registered table, identified by its content hash: its registry record and where its rows lie."""
 
-    dataset_id: int
-    name: str
-    version: int
-    content_hash: str
-    n_rows: int
-    columns: dict[str, str]
-    path: str
-    created_at: dt.datetime
-    created_by: str | None
-    blobs: Any = field(repr=False, compare=False)
+    blobs: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, record: DatasetRecord, blobs: Any) -> Dataset:
         """A dataset from its registry record."""
-        return cls(record.dataset_id, record.name, record.version, record.content_hash, record.n_rows,
-                   record.columns, record.path, record.created_at, record.created_by, blobs=blobs)
+        return cls(**{f.name: getattr(record, f.name) for f in fields(DatasetRecord)}, blobs=blobs)
 
     @property
     def home(self) -> Path:

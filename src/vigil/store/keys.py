@@ -32,6 +32,7 @@ from pathlib import Path
 
 from vigil.core.pii import KEY_BYTES, key_fingerprint
 from vigil.errors import SecretKeyError
+from vigil.store.secret_files import write_new_key
 
 SECRETS_DIR = "secrets"
 _FIELD = "pii_key"
@@ -120,23 +121,8 @@ def _create_key_file(path: Path) -> None:
     """Write a new random key without ever leaving it readable by others, nor replacing a key another process
     created meanwhile."""
     _secrets_folder(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(secrets.token_bytes(KEY_BYTES))
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)  # publishes the whole key atomically; if a key appeared meanwhile, it wins
-            except FileExistsError:
-                pass
-            except OSError:  # a file system without hard links
-                if not path.exists():
-                    os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_new_key(path, KEY_BYTES)
     except OSError as err:
         raise SecretKeyError(f"cannot create the PII key file {str(path)!r}: {err.strerror or err}",
                              field=_FIELD, path=str(path)) from None

@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import stat
 from pathlib import Path
 
 from vigil.errors import InvalidParameterError, SecretKeyError
+from vigil.store.secret_files import write_new_key
 
 #: Environment variable holding the signing key as hex (it takes precedence over the key file).
 SIGNING_KEY_ENV = "VIGIL_SIGNING_KEY"
@@ -139,25 +139,8 @@ def _key_from_env(value: str) -> bytes:
 def _create_key_file(path: Path) -> None:
     """Write a new random key to ``path`` without ever leaving it readable by others, nor replacing a key
     another process created meanwhile."""
-    folder = path.parent
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(secrets.token_bytes(KEY_BYTES))
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)  # publishes atomically and fails if a key appeared meanwhile: that one wins
-            except FileExistsError:
-                pass
-            except OSError:  # a file system without hard links
-                if not path.exists():
-                    os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_new_key(path, KEY_BYTES)
     except OSError as err:
         raise SecretKeyError(f"cannot create the signing key file {str(path)!r}: {err.strerror or err}; make its "
                              f"folder writable, point XDG_CONFIG_HOME elsewhere, or set {SIGNING_KEY_ENV}",

@@ -352,12 +352,6 @@ class DuckDBEvents:
         """When the model's last event was stored."""
         return self.db.fetchone(f"SELECT max(ingested_at) FROM {events_table(model_id)}")[0]
 
-    def count(self, model_id: int, *, version: str | None = None) -> int:
-        """How many events a model (or a version) has stored."""
-        where, params = self._where(version, None, None, None, None, False)
-        return int(self.db.fetchone(f"SELECT count(*) FROM {events_table(model_id)} e WHERE {' AND '.join(where)}",
-                                    params)[0])
-
     # -- deleting --------------------------------------------------------------------------------------
     def delete(self, model_id: int, *, version: str | None, event_ids: Sequence[str] | None, start: Any,
                end: Any) -> tuple[int, list[tuple[str, dt.datetime]]]:
