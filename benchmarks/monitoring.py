@@ -89,13 +89,14 @@ def main() -> None:
             store.log_labels("bench", labels)
         load_s = time.perf_counter() - t0
 
-        first_s, recomputed = timed(lambda: store.refresh_profiles("bench", "1"))
+        first_s, recomputed = timed(lambda: store.refresh_profiles("bench", version="1"))
         events, labels = day_batch(args.days, args.per_day, start)
         ingest_s, _ = timed(lambda: (store.log_predictions("bench", "1", events), store.log_labels("bench", labels)))
-        incr_s, recomputed_after = timed(lambda: store.refresh_profiles("bench", "1"))
-        perf_s, perf = timed(lambda: store.performance("bench", "1", window="1d", metrics=["accuracy"]), repeats=5)
-        drift_s, drift = timed(lambda: store.drift("bench", "1", window="1d", columns=["num_0"]), repeats=5)
-        week_s, _ = timed(lambda: store.performance("bench", "1", window="1w"), repeats=5)
+        incr_s, recomputed_after = timed(lambda: store.refresh_profiles("bench", version="1"))
+        perf_s, perf = timed(lambda: store.performance("bench", version="1", window="1d", metrics=["accuracy"]),
+                             repeats=5)
+        drift_s, drift = timed(lambda: store.drift("bench", version="1", window="1d", columns=["num_0"]), repeats=5)
+        week_s, _ = timed(lambda: store.performance("bench", version="1", window="1w"), repeats=5)
 
     total = (args.days + 1) * args.per_day
     print(f"vigil {vigil.__version__}: {args.days} days x {args.per_day:,} events ({total:,} events), "
