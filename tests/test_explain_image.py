@@ -1,12 +1,18 @@
-"""Pixel attributions: Integrated Gradients and occlusion on a small digits CNN, PNG overlays."""
+"""Pixel attributions: Integrated Gradients and occlusion on a small digits CNN, overlays as pixels (core) and
+PNG files (interfaces); core writes no files."""
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import vigil
 from vigil.core.explain.adapters import ExplainError
-from vigil.core.explain.image import ImageExplanation, image_attributions, save_overlay
+from vigil.core.explain.image import ImageExplanation, image_attributions, overlay_pixels
+from vigil.interfaces.images import save_overlay
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
@@ -172,14 +178,108 @@ def test_overlay_png_has_the_size_and_colours_of_the_map(digits_cnn, tmp_path):
 def test_overlay_errors_are_named(tmp_path):
     e = ImageExplanation("occlusion", "score", np.zeros((1, 2, 2)), np.array([-1]), np.array([0.0]),
                          np.array([0.0]), "constant image (0)")
-    with pytest.raises(ExplainError, match="pass image="):
-        save_overlay(e, 0, tmp_path / "x.png")
-    with pytest.raises(ExplainError, match="index=3"):
-        save_overlay(e, 3, tmp_path / "x.png", image=np.zeros((2, 2)))
-    with pytest.raises(ExplainError, match="does not match"):
-        save_overlay(e, 0, tmp_path / "x.png", image=np.zeros((3, 3)))
-    with pytest.raises(ExplainError, match="cmap='nope'"):
-        save_overlay(e, 0, tmp_path / "x.png", image=np.zeros((2, 2)), cmap="nope")
+    cases = [({}, "pass image="), ({"index": 3, "image": np.zeros((2, 2))}, "index=3"),
+             ({"image": np.zeros((3, 3))}, "does not match"), ({"image": np.zeros((2, 2)), "cmap": "nope"},
+                                                                "cmap='nope'")]
+    for options, message in cases:
+        index = options.pop("index", 0)
+        with pytest.raises(ExplainError, match=message):
+            save_overlay(e, index, tmp_path / "x.png", **options)
+        with pytest.raises(ExplainError, match=message):
+            overlay_pixels(e, index, **options)
+    assert list(tmp_path.iterdir()) == [], "a refused overlay writes no file"
+
+
+def test_the_png_holds_exactly_the_core_pixels(digits_cnn, tmp_path):
+    cnn, images, _ = digits_cnn
+    e = image_attributions(cnn, images[:2], method="occlusion")
+    for options in ({}, {"cmap": "bwr", "scale": 3, "alpha": 0.4}, {"scale": 0}, {"image": images[0] * 0}):
+        pixels = overlay_pixels(e, 0, **options)
+        with Image.open(save_overlay(e, 0, tmp_path / "o.png", **options)) as png:
+            assert np.array_equal(np.asarray(png), pixels)
+        size = max(1, options.get("scale", 32))
+        assert pixels.shape == (8 * size, 8 * size, 3) and pixels.dtype == np.uint8
+
+
+def test_overlay_pixels_match_a_hand_computed_blend():
+    heat = np.array([[2.0, -1.0, 0.0]])
+    grey_in = np.array([[0.0, 1.0, 2.0]])
+    e = ImageExplanation("occlusion", "s", heat[None], np.array([-1]), np.array([0.0]), np.array([0.0]), "b")
+    pixels = overlay_pixels(e, 0, image=grey_in, scale=2, alpha=0.5)
+    grey = 0.85 * grey_in / 2
+    signed = heat / 2
+    red, blue = np.array([0.85, 0.05, 0.05]), np.array([0.05, 0.25, 0.95])
+    colour = np.where(signed[..., None] >= 0, red, blue)
+    weight = 0.5 * np.abs(signed)[..., None]
+    expected = np.round(((1 - weight) * grey[..., None] + weight * colour) * 255).astype(np.uint8)
+    assert np.array_equal(pixels[::2, ::2], expected) and np.array_equal(pixels[1::2, 1::2], expected)
+    assert pixels[0, 4].tolist() == [round(0.85 * 255)] * 3, "an unattributed pixel is the plain grey image"
+
+
+def test_save_overlay_is_not_in_core():
+    import vigil.core.explain as core_explain
+    import vigil.core.explain.image as core_image
+
+    assert not hasattr(core_image, "save_overlay") and not hasattr(core_explain, "save_overlay")
+    assert save_overlay.__module__ == "vigil.interfaces.images"
+
+
+_WRITE_CALLS = {"save", "savefig", "write_text", "write_bytes", "to_parquet", "to_csv", "to_pickle", "to_feather",
+                "to_excel"}
+
+
+def _open_mode(call: ast.Call) -> ast.expr | None:
+    if len(call.args) > 1:
+        return call.args[1]
+    return next((k.value for k in call.keywords if k.arg == "mode"), None)
+
+
+def _file_writes(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, call) of every call that writes a file: a writer method, or open() in a writing mode."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name in _WRITE_CALLS:
+            # to_csv() without a destination returns the text and writes nothing
+            if name == "to_csv" and not node.args and not any(k.arg == "path_or_buf" for k in node.keywords):
+                continue
+            found.append((node.lineno, name))
+        elif name == "open":
+            mode = _open_mode(node)
+            if mode is None:
+                continue
+            if not (isinstance(mode, ast.Constant) and isinstance(mode.value, str)):
+                found.append((node.lineno, "open(mode=<computed>)"))
+            elif set(mode.value) & set("wax+"):
+                found.append((node.lineno, f"open(mode={mode.value!r})"))
+    return found
+
+
+def test_no_core_module_writes_files():
+    core = Path(vigil.__file__).resolve().parent / "core"
+    offenders = [f"{path.relative_to(core)}:{line} {call}" for path in sorted(core.rglob("*.py"))
+                 for line, call in _file_writes(ast.parse(path.read_text()))]
+    assert offenders == []
+
+
+def test_the_write_scan_would_catch_a_write():
+    source = ("from PIL import Image\nImage.fromarray(a).save(p)\nopen(p, 'w')\nopen(p, mode='ab')\n"
+              "Path(p).write_bytes(b)\ndf.to_parquet(p)\ndf.to_csv(p)\nopen(p)\ndf.to_csv()\n")
+    assert [call for _, call in _file_writes(ast.parse(source))] == [
+        "save", "open(mode='w')", "open(mode='ab')", "write_bytes", "to_parquet", "to_csv"]
+
+
+def test_core_does_not_import_pillow():
+    core = Path(vigil.__file__).resolve().parent / "core"
+    offenders = []
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(core)}:{node.lineno}" for n in names if n.split(".")[0] == "PIL"]
+    assert offenders == []
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -1,4 +1,4 @@
-"""Pixel attributions for PyTorch image classifiers, and a PNG overlay to look at them.
+"""Pixel attributions for PyTorch image classifiers, and an overlay picture to look at them.
 
 Two methods, one result (:class:`ImageExplanation`, one H x W map an image):
 
@@ -9,8 +9,9 @@ Two methods, one result (:class:`ImageExplanation`, one H x W map an image):
   slid by ``stride``; a pixel gets the mean drop of the output over the windows
   that cover it.
 
-torch and captum are an optional extra: ``pip install 'vigil[torch]'``;
-:func:`save_overlay` needs pillow.
+torch and captum are an optional extra: ``pip install 'vigil[torch]'``.
+:func:`overlay_pixels` draws a map over its image as an RGB array (writing it
+as a PNG is ``vigil.interfaces.images.save_overlay``, which needs pillow).
 
 >>> import pytest; torch = pytest.importorskip("torch")
 >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -24,7 +25,6 @@ torch and captum are an optional extra: ``pip install 'vigil[torch]'``;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -293,37 +293,34 @@ def _occlusion(attr: Any, forward: Any, tensor: Any, x: np.ndarray, base: np.nda
     return maps, {"window": win, "stride": step, "windows": windows}
 
 
-def save_overlay(
+def overlay_pixels(
     explanation: ImageExplanation,
     index: int,
-    path: str | Path,
     *,
     image: Any = None,
     cmap: str | None = None,
     scale: int = 32,
     alpha: float = 0.75,
-) -> Path:
-    """Write a PNG: the image in grey with the signed attribution map blended over it.
+) -> np.ndarray:
+    """The RGB picture of image ``index``: the image in grey with the signed attribution map blended over it.
 
     Positive attributions are red, negative blue (or the two ends of the
     matplotlib colormap ``cmap``, e.g. "bwr"); the colour's weight grows with
     |attribution| / the largest |attribution| of the map, so unattributed
     pixels show the plain image. Each pixel becomes a ``scale`` x ``scale``
     block (an 8x8 digit is 256x256 at the default 32). ``image``: the picture
-    to draw under the map (default: the explained input).
+    to draw under the map (default: the explained input). Returns a uint8
+    array of shape (H * scale, W * scale, 3); ``vigil.interfaces.images.save_overlay``
+    writes it as a PNG.
 
-    >>> import pytest, tempfile; _ = pytest.importorskip("PIL")
     >>> e = ImageExplanation("occlusion", "score", np.array([[[1.0, -1.0], [0.0, 0.5]]]), np.array([-1]),
     ...                      np.array([1.0]), np.array([0.0]), "constant image (0)", np.ones((1, 1, 2, 2)))
-    >>> from PIL import Image
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     Image.open(save_overlay(e, 0, Path(tmp) / "map.png", scale=4)).size
-    (8, 8)
+    >>> pixels = overlay_pixels(e, 0, scale=4)
+    >>> pixels.shape, pixels.dtype.name
+    ((8, 8, 3), 'uint8')
+    >>> pixels[0, 0].tolist(), pixels[0, 4].tolist(), pixels[4, 0].tolist()   # red, blue, the plain image
+    ([163, 10, 10], [10, 48, 182], [0, 0, 0])
     """
-    try:
-        from PIL import Image
-    except ImportError as err:
-        raise ExplainError("save_overlay needs pillow: pip install pillow") from err
     if not -len(explanation) <= index < len(explanation):
         raise ExplainError(f"index={index}: the explanation holds {len(explanation)} images")
     heat = np.asarray(explanation.maps[index], dtype=float)
@@ -353,9 +350,7 @@ def save_overlay(
         colour = colormaps[cmap]((signed + 1) / 2)[..., :3]
     weight = float(alpha) * np.abs(signed)[..., None]
     rgb = (1 - weight) * grey[..., None] + weight * colour
-    picture = Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+    pixels = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
     size = max(1, int(scale))
-    picture = picture.resize((heat.shape[1] * size, heat.shape[0] * size), Image.Resampling.NEAREST)
-    path = Path(path)
-    picture.save(path, format="PNG")
-    return path
+    # an integer enlargement by nearest neighbour: each pixel becomes a size x size block
+    return np.repeat(np.repeat(pixels, size, axis=0), size, axis=1)
