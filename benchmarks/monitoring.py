@@ -5,9 +5,10 @@ usage: python benchmarks/monitoring.py [--days 90] [--per-day 10000]
 What is timed, in a fresh home holding a binary model (15 numeric + 5 categorical features, the same
 generator as the drift benchmark) with ``--days`` days of events, ``--per-day`` a day, 70% labelled:
 
-  first refresh   profiles of every day computed from the events (once, after the history is loaded)
-  add one day     ingesting one more day (events and labels), then the refresh that brings the profiles up
-                  to date: it recomputes that day only, so it should cost about 1/days of the first refresh
+  load            ingesting the history day by day; each write brings that day's profiles up to date
+  add one day     ingesting one more day (events and labels) after the whole history: it recomputes that
+                  day's profiles only, so it should cost about what a day cost during the load, whatever
+                  the history's length; a refresh right after it finds nothing left to recompute
   read a series   ``store.performance(model, window="1d")`` and ``store.drift(..., columns=[one column])``
                   over the whole history, read from the stored profiles (goal: under 50 ms)
 
@@ -82,14 +83,14 @@ def main() -> None:
 
     with vigil.open(tempfile.mkdtemp(prefix="vigil-bench-")) as store:
         store.register_model("bench", version="1", training_data=make_frame(20_000, seed=1), target="label")
-        t0 = time.perf_counter()
+        load_s = 0.0
         for day in range(args.days):
             events, labels = day_batch(day, args.per_day, start)
+            t0 = time.perf_counter()
             store.log_predictions("bench", "1", events)
             store.log_labels("bench", labels)
-        load_s = time.perf_counter() - t0
+            load_s += time.perf_counter() - t0
 
-        first_s, recomputed = timed(lambda: store.refresh_profiles("bench", version="1"))
         events, labels = day_batch(args.days, args.per_day, start)
         ingest_s, _ = timed(lambda: (store.log_predictions("bench", "1", events), store.log_labels("bench", labels)))
         incr_s, recomputed_after = timed(lambda: store.refresh_profiles("bench", version="1"))
@@ -105,17 +106,17 @@ def main() -> None:
     print("-" * 62)
     for name, value in [
         (f"load the history (ingest {args.days} days)", load_s),
-        (f"first refresh: profiles of {recomputed} days", first_s),
+        ("  of which a day, on average", load_s / args.days),
         ("add one day: ingest events and labels", ingest_s),
-        (f"add one day: refresh ({recomputed_after} day recomputed)", incr_s),
+        (f"refresh after it ({recomputed_after} windows left to recompute)", incr_s),
         (f"read a {perf['window'].nunique()}-day series: accuracy, 1d", perf_s),
         (f"read a {drift['window'].nunique()}-day series: drift of one column, 1d", drift_s),
         ("read weekly performance (merged from days)", week_s),
     ]:
         print(f"{name:<52}{value:>10.4f}")
-    ratio = incr_s / first_s
-    print(f"\nGOALS: adding a day costs {ratio:.3f} of the first refresh (proportional to the day: "
-          f"~{1 / args.days:.3f}); {perf['window'].nunique()}-day series read in {perf_s * 1000:.1f} ms "
+    ratio = ingest_s / (load_s / args.days)
+    print(f"\nGOALS: a day added after {args.days} days costs {ratio:.2f}x a day of the load (goal ~1: "
+          f"independent of the history); {perf['window'].nunique()}-day series read in {perf_s * 1000:.1f} ms "
           f"(accuracy) and {drift_s * 1000:.1f} ms (drift of one column) (goal < 50 ms: "
           f"{'met' if max(perf_s, drift_s) < 0.05 else 'MISSED'})")
 

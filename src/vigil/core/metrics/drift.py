@@ -703,23 +703,22 @@ def _spread_evenly(a: np.ndarray, b: np.ndarray, d_a: np.ndarray, p: np.ndarray,
     its mean (m_r, m_c) that fits in the bin: F - G is then linear between the breakpoints."""
     h_r, h_c = np.minimum(m_r - a, b - m_r), np.minimum(m_c - a, b - m_c)
     points = np.sort(np.stack([a, m_r - h_r, m_r + h_r, m_c - h_c, m_c + h_c, b], axis=1), axis=1)
+    x0, x1 = points[:, :-1], points[:, 1:]  # the five pieces of each bin, one row a bin
 
     def rise(x: np.ndarray, mass: np.ndarray, m: np.ndarray, h: np.ndarray, right: bool) -> np.ndarray:
+        mass, m, h = mass[:, None], m[:, None], h[:, None]
         width = 2.0 * h
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ramp = np.clip((x - (m - h)) / np.where(width > 0, width, 1.0), 0.0, 1.0)
+        ramp = np.minimum(np.maximum((x - (m - h)) / np.where(width > 0, width, 1.0), 0.0), 1.0)
         jump = (x >= m) if right else (x > m)  # a point mass: right-continuous value or left limit
         return mass * np.where(width > 0, ramp, jump)
 
-    total = np.zeros(a.size)
-    for j in range(points.shape[1] - 1):
-        x0, x1 = points[:, j], points[:, j + 1]
-        v0 = d_a + rise(x0, p, m_r, h_r, True) - rise(x0, q, m_c, h_c, True)
-        v1 = d_a + rise(x1, p, m_r, h_r, False) - rise(x1, q, m_c, h_c, False)
-        same = v0 * v1 >= 0
-        denom = np.where(same, 1.0, np.abs(v0) + np.abs(v1))
-        total += (x1 - x0) * np.where(same, (np.abs(v0) + np.abs(v1)) / 2.0, (v0 * v0 + v1 * v1) / (2.0 * denom))
-    return total
+    d = d_a[:, None]
+    v0 = d + rise(x0, p, m_r, h_r, True) - rise(x0, q, m_c, h_c, True)
+    v1 = d + rise(x1, p, m_r, h_r, False) - rise(x1, q, m_c, h_c, False)
+    same = v0 * v1 >= 0
+    denom = np.where(same, 1.0, np.abs(v0) + np.abs(v1))
+    area = np.where(same, (np.abs(v0) + np.abs(v1)) / 2.0, (v0 * v0 + v1 * v1) / (2.0 * denom))
+    return np.sum((x1 - x0) * area, axis=1)
 
 
 def wasserstein_scale(std: float, lo: float, hi: float) -> float:
