@@ -20,18 +20,25 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vigil.errors import StoreError
+from vigil.errors import ReadOnlyError, StoreError
 from vigil.store.artifacts import load_artifact, require_trusted, save_artifact
 
 
 class DirectoryBlobs:
     """:class:`~vigil.store.protocols.BlobStore` in a local directory."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.root = Path(root)
+        self.read_only = read_only
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"the store in {str(self.root)!r} was opened read_only=True: this call writes; "
+                                "open it without read_only to write")
 
     def write_dataset(self, table: pa.Table, digest: str) -> str:
         """Write a dataset under its content hash (once); returns its path relative to the root."""
+        self._check_writable()
         path = Path("datasets") / f"{digest}.parquet"
         target = self.root / path
         if not target.exists():
@@ -55,6 +62,7 @@ class DirectoryBlobs:
 
     def save_artifact(self, model: Any) -> Any:
         """Serialise and sign a model (see :mod:`vigil.store.artifacts`)."""
+        self._check_writable()
         return save_artifact(self.root, model)
 
     def check_artifact(self, sha256: str) -> None:

@@ -33,7 +33,7 @@ class DuckDBBackend:
         self.events = DuckDBEvents(db)
         self.profiles = DuckDBProfiles(db)
         self.explanations = DuckDBExplanations(db)
-        self.blobs = DirectoryBlobs(db.home)
+        self.blobs = DirectoryBlobs(db.home, read_only=db.read_only)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, *, read_only: bool = False, **options: Any

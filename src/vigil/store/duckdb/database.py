@@ -245,8 +245,21 @@ def _format_4(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
+def _format_5(con: duckdb.DuckDBPyConnection) -> None:
+    # the project of an audit entry was only the prefix of its object id, which cannot tell project "a"
+    # from project "a/b"; older entries get the longest project name their object id starts with
+    con.execute("""
+        ALTER TABLE audit_log ADD COLUMN project VARCHAR;
+        UPDATE audit_log SET project = coalesce(
+            (SELECT p.name FROM projects p WHERE starts_with(audit_log.object_id, p.name || '/')
+             ORDER BY length(p.name) DESC LIMIT 1),
+            split_part(object_id, '/', 1));
+    """)
+
+
 #: Migrations, in order: ``MIGRATIONS[i]`` takes a store from format ``i`` to ``i + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_format_1, _format_2, _format_3, _format_4]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_format_1, _format_2, _format_3, _format_4,
+                                                                  _format_5]
 CURRENT_FORMAT = len(MIGRATIONS)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from vigil.core.schema import EARLIEST_TIMESTAMP, FUTURE_TOLERANCE, Schema
 from vigil.core.segments import Segment
 from vigil.core.validation import LABEL_TIME
 from vigil.store.duckdb.database import Database, quote
@@ -59,6 +60,10 @@ def time_filter(where: list[str], params: list[Any], start: Any, end: Any, colum
     if end is not None:
         where.append(f"{column} < ?")
         params.append(end)
+
+
+def _naive_utc(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo is not None else t
 
 
 def sample_condition(rate: float) -> tuple[str, list[Any]]:
@@ -352,6 +357,14 @@ class DuckDBEvents:
         """When the model's last event was stored."""
         return self.db.fetchone(f"SELECT max(ingested_at) FROM {events_table(model_id)}")[0]
 
+    def event_span(self, model_id: int, version: str | None = None
+                   ) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The time of the first and the last readable event (of a version); ``(None, None)`` without events."""
+        where, params = self._where(version, None, None, None, None, True)
+        first, last = self.db.fetchone(f"SELECT min(e.timestamp), max(e.timestamp) FROM {events_table(model_id)} e "
+                                       f"WHERE {' AND '.join(where)}", params)
+        return first, last
+
     # -- deleting --------------------------------------------------------------------------------------
     def delete(self, model_id: int, *, version: str | None, event_ids: Sequence[str] | None, start: Any,
                end: Any) -> tuple[int, list[tuple[str, dt.datetime]]]:
@@ -390,14 +403,27 @@ class DuckDBEvents:
             "ORDER BY entry_id",
             [model_id, reason, reason, kind, kind, include_resolved])
 
-    def quarantine_counts(self, model_id: int, version: str) -> list[tuple[Any, str | None, str, int]]:
-        """``(time, column, reason, rows)`` of a version's quarantined rows: the time is the row's own event
-        time where it parses within the readable range, else when it was refused."""
+    def quarantine_counts(self, model_id: int, version: str) -> list[tuple[Any, str | None, str, int, bool]]:
+        """``(time, column, reason, rows, by_event_time)`` of a version's quarantined rows: the time is the row's
+        own event time (in the version's timestamp column, an offset taken into account) where it parses to a
+        plausible time (the version's timestamp bounds, the latest taken from when it was refused) that a read
+        can place (``by_event_time`` True), else when it was refused (False): a wrong time is often the fault."""
+        row = self.db.fetchone("SELECT schema_json FROM model_versions WHERE model_id = ? AND version = ?",
+                               [model_id, version])
+        schema = Schema.from_json(row[0]) if row is not None else None
+        name = schema.timestamp.name if schema is not None else "timestamp"
+        pointer = "/" + name.replace("~", "~0").replace("/", "~1")  # a JSON pointer: any column name
+        earliest, latest = EARLIEST_TIMESTAMP, None  # None: a day past when each row was refused
+        if schema is not None:
+            earliest, fixed = schema.timestamp_bounds(READABLE_FROM)
+            latest = fixed if schema.timestamp_range and schema.timestamp_range[1] is not None else None
+        earliest, latest = (_naive_utc(earliest), None if latest is None else _naive_utc(latest))
         return self.db.fetchall(
-            "SELECT coalesce(CASE WHEN t >= ? AND t < ? THEN t END, quarantined_at) AS at, column_name, reason, "
-            "count(*) FROM (SELECT *, TRY_CAST(json_extract_string(raw_json, '$.timestamp') AS TIMESTAMP) AS t "
-            "FROM quarantine WHERE model_id = ? AND version = ?) GROUP BY 1, 2, 3",
-            [READABLE_FROM, READABLE_UNTIL, model_id, version])
+            "SELECT coalesce(CASE WHEN own THEN t END, quarantined_at) AS at, column_name, reason, count(*), own "
+            "FROM (SELECT *, coalesce(t >= ? AND t < ? AND t <= coalesce(CAST(? AS TIMESTAMP), quarantined_at + ?), "
+            "false) AS own FROM (SELECT *, CAST(TRY_CAST(json_extract_string(raw_json, ?) AS TIMESTAMPTZ) AS "
+            "TIMESTAMP) AS t FROM quarantine WHERE model_id = ? AND version = ?)) GROUP BY 1, 2, 3, 5",
+            [max(earliest, READABLE_FROM), READABLE_UNTIL, latest, FUTURE_TOLERANCE, pointer, model_id, version])
 
     def batches(self, model_id: int) -> pd.DataFrame:
         """The record of every ingest call of a model."""

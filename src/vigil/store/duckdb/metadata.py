@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from vigil.core.schema import Schema
-from vigil.errors import NotFoundError
+from vigil.errors import AlreadyExistsError, NotFoundError
 from vigil.store.duckdb.database import Database
 from vigil.store.duckdb.tables import ensure_event_tables
 from vigil.store.protocols import DatasetRecord, VersionRecord
@@ -65,16 +65,16 @@ class DuckDBMetadata:
     def _audit(con: Any, project: str, action: str, object_type: str, object_id: str, details: dict[str, Any],
                actor: str) -> None:
         con.execute(
-            "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, details_json) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, details_json, project) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [utcnow(), actor, action, object_type, f"{project}/{object_id}",
-             json.dumps(details, default=str, sort_keys=True)])
+             json.dumps(details, default=str, sort_keys=True), project])
 
     def audit_log(self, project: str) -> pd.DataFrame:
         """Every recorded action in a project, oldest first."""
         return self.db.df(
             "SELECT entry_id, occurred_at, actor, action, object_type, object_id, details_json FROM audit_log "
-            "WHERE starts_with(object_id, ?) ORDER BY entry_id", [f"{project}/"])
+            "WHERE project = ? ORDER BY entry_id", [project])
 
     # -- datasets ------------------------------------------------------------------------------------
     _DATASET = ("SELECT dataset_id, name, version, content_hash, n_rows, columns_json, path, created_at, created_by "
@@ -116,7 +116,10 @@ class DuckDBMetadata:
 
     def dataset_by_id(self, dataset_id: int) -> DatasetRecord:
         """A dataset by its internal id."""
-        return self._dataset(self.db.fetchone(self._DATASET + "WHERE dataset_id = ?", [dataset_id]))
+        row = self.db.fetchone(self._DATASET + "WHERE dataset_id = ?", [dataset_id])
+        if row is None:
+            raise NotFoundError(f"no dataset has id {dataset_id!r}", field="dataset")
+        return self._dataset(row)
 
     def dataset_names(self, project_id: int) -> list[str]:
         """The names of a project's datasets."""
@@ -164,6 +167,10 @@ class DuckDBMetadata:
                                 [project_id, name]).fetchall()
             if found:
                 model_id = int(found[0][0])
+                if con.execute("SELECT 1 FROM model_versions WHERE model_id = ? AND version = ?",
+                               [model_id, version]).fetchall():
+                    raise AlreadyExistsError(f"model {name!r} already has a version {version!r}; choose a new label",
+                                             field="version")
                 if owner is not None or description is not None:
                     con.execute("UPDATE models SET owner = coalesce(?, owner), description = coalesce(?, description) "
                                 "WHERE model_id = ?", [owner, description, model_id])
@@ -197,8 +204,11 @@ class DuckDBMetadata:
                    actor: str, exclusive: str | None) -> None:
         """Move a version to ``status``; versions of the model holding ``exclusive`` move to "retired"."""
         with self.db.transaction() as con:
-            (previous,) = con.execute("SELECT status FROM model_versions WHERE model_id = ? AND version = ?",
-                                      [model_id, version]).fetchall()[0]
+            found = con.execute("SELECT status FROM model_versions WHERE model_id = ? AND version = ?",
+                                [model_id, version]).fetchall()
+            if not found:
+                raise NotFoundError(f"model {name!r} has no version {version!r}", field="version")
+            (previous,) = found[0]
             if exclusive is not None:
                 for (old,) in con.execute(
                         "SELECT version FROM model_versions WHERE model_id = ? AND status = ? AND version <> ?",
