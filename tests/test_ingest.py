@@ -519,7 +519,7 @@ def test_new_version_adds_a_metadata_column(credit):
     got = stored_events(credit).set_index("event_id")
     assert got.loc["v2-0", "channel"] == "web" and got.loc["v2-0", "model_version"] == "2"
     assert pd.isna(got.loc["e0", "channel"]) and got.loc["e0", "model_version"] == "1"
-    assert len(credit.events("credit", "1")) == 2
+    assert len(credit.events("credit", version="1")) == 2
 
 
 def test_new_version_changing_a_kind_is_refused(credit):

@@ -39,7 +39,7 @@ def labelled_events(store, **where):
 
 
 def test_daily_performance_agrees_with_scikit_learn(store):
-    perf = store.performance(MODEL, "1", window="1d")
+    perf = store.performance(MODEL, version="1", window="1d")
     events = labelled_events(store)
     events["day"] = events["timestamp"].dt.floor("D")
     checked = 0
@@ -59,7 +59,7 @@ def test_daily_performance_agrees_with_scikit_learn(store):
 
 
 def test_a_week_is_the_merge_of_its_days(store):
-    week = store.performance(MODEL, "1", window="1w")
+    week = store.performance(MODEL, version="1", window="1w")
     events = labelled_events(store)
     start = week["window"].iloc[0]
     rows = events[(events["timestamp"] >= start) & (events["timestamp"] < start + pd.Timedelta(days=7))]
@@ -68,7 +68,7 @@ def test_a_week_is_the_merge_of_its_days(store):
 
 
 def test_segment_performance(store):
-    perf = store.performance(MODEL, "1", window="1d", segment={"sex": "Female"})
+    perf = store.performance(MODEL, version="1", window="1d", segment={"sex": "Female"})
     assert (perf["segment"] == "sex == 'Female'").all()
     rows = labelled_events(store, sex="Female")
     rows = rows.assign(day=rows["timestamp"].dt.floor("D"))
@@ -79,11 +79,11 @@ def test_segment_performance(store):
 
 def test_bad_segment_names_the_problem(store):
     with pytest.raises(vigil.VigilError, match="segment"):
-        store.performance(MODEL, "1", segment="no_such_column > 3")
+        store.performance(MODEL, version="1", segment="no_such_column > 3")
 
 
 def test_drift_against_training_flags_the_drifted_columns_late_not_early(store):
-    drift = store.drift(MODEL, "1", window="1w", baseline="training")
+    drift = store.drift(MODEL, version="1", window="1w", baseline="training")
     assert set(drift.columns) >= {"window", "column", "method", "value", "threshold", "drifted", "p_value"}
     by_window = drift.groupby("window")["drifted"].sum()
     assert by_window.iloc[-1] >= by_window.iloc[0]
@@ -92,13 +92,13 @@ def test_drift_against_training_flags_the_drifted_columns_late_not_early(store):
 
 
 def test_rolling_baseline_skips_the_first_window(store):
-    drift = store.drift(MODEL, "1", window="1d", baseline="previous")
-    days = store.traffic(MODEL, "1", window="1d")["window"].unique()
+    drift = store.drift(MODEL, version="1", window="1d", baseline="previous")
+    days = store.traffic(MODEL, version="1", window="1d")["window"].unique()
     assert drift["window"].min() == days[1]
 
 
 def test_traffic_agrees_with_raw_events(store):
-    traffic = store.traffic(MODEL, "1", window="30d")
+    traffic = store.traffic(MODEL, version="1", window="30d")
     events = store.events(MODEL)
     got = traffic.groupby("metric")["value"].sum()
     assert got["events"] == len(events)
@@ -106,7 +106,7 @@ def test_traffic_agrees_with_raw_events(store):
 
 
 def test_integrity_missing_rate_agrees_with_raw_events(store):
-    integrity = store.integrity(MODEL, "1", window="1d")
+    integrity = store.integrity(MODEL, version="1", window="1d")
     events = store.events(MODEL)
     missing = events.groupby(events["timestamp"].dt.floor("D"))["workclass"].apply(lambda c: c.isna().mean())
     got = integrity[(integrity["column"] == "workclass") & (integrity["metric"] == "missing_rate")]
@@ -141,15 +141,15 @@ def test_profiles_survive_reopening(tmp_path, demo):
         s.register_model(MODEL, version="1", training_data=demo.train_df, target="income", metadata=["channel"])
         s.log_predictions(MODEL, "1", demo.events)
         s.log_labels(MODEL, demo.labels)
-        before = s.performance(MODEL, "1")
+        before = s.performance(MODEL, version="1")
         assert len(before) and np.isfinite(before["value"].to_numpy(float)).all()
     with vigil.open(tmp_path) as s:
-        assert s.refresh_profiles(MODEL, "1") == 0
-        pd.testing.assert_frame_equal(before, s.performance(MODEL, "1"))
+        assert s.refresh_profiles(MODEL, version="1") == 0
+        pd.testing.assert_frame_equal(before, s.performance(MODEL, version="1"))
 
 
 def test_worst_segments_ranks_by_the_metric_on_raw_events(store):
-    worst = store.worst_segments(MODEL, "1", metric="accuracy", by=["sex", "channel"], min_count=20)
+    worst = store.worst_segments(MODEL, version="1", metric="accuracy", by=["sex", "channel"], min_count=20)
     assert list(worst["gap"]) == sorted(worst["gap"])
     events = labelled_events(store)
     for row in worst.itertuples():
@@ -161,7 +161,7 @@ def test_worst_segments_ranks_by_the_metric_on_raw_events(store):
 
 def test_worst_segments_refuses_an_unknown_metric(store):
     with pytest.raises(vigil.VigilError, match="metric 'nonsense'.*accuracy"):
-        store.worst_segments(MODEL, "1", metric="nonsense")
+        store.worst_segments(MODEL, version="1", metric="nonsense")
 
 
 def test_integrity_counts_quarantined_rows_by_column_and_reason(tmp_path, demo):
@@ -172,8 +172,29 @@ def test_integrity_counts_quarantined_rows_by_column_and_reason(tmp_path, demo):
         bad.loc[bad.index[:3], "age"] = "old"
         bad.loc[bad.index[3:5], "score"] = 1.5
         s.log_predictions(MODEL, "1", bad)
-        integrity = s.integrity(MODEL, "1", window="30d")
+        integrity = s.integrity(MODEL, version="1", window="30d")
         assert integrity[integrity["metric"] == "quarantined_rows"]["value"].sum() == 5
         counts = integrity.groupby(["column", "metric"])["value"].sum()
         assert counts[("age", "quarantined_type_mismatch")] == 3
         assert counts[("score", "quarantined_probability_out_of_range")] == 2
+
+
+def test_a_version_without_training_data_takes_its_first_day_of_events_as_baseline(tmp_path):
+    rng = np.random.default_rng(3)
+    day = pd.DataFrame({"a": rng.normal(size=200), "b": np.full(200, np.nan), "prediction": rng.integers(0, 2, 200)})
+    schema = vigil.Schema.infer(day.assign(b=rng.normal(size=200)), prediction="prediction")
+    home = tmp_path / "home"
+    with vigil.open(home) as store:
+        store.register_model("m", version="1", schema=schema)  # nothing to take a baseline from yet
+        assert store.drift("m").empty
+        first = day.assign(timestamp=pd.Timestamp("2026-01-01 08:00"))
+        later = day.assign(a=day["a"] + 3, timestamp=pd.Timestamp("2026-01-02 08:00"))
+        store.log_predictions("m", "1", pd.concat([first, later], ignore_index=True))
+        drift = store.drift("m").set_index(["window", "column"])
+    assert set(drift["baseline"]) == {"first day of events"}
+    a = drift.xs("a", level="column")["drifted"]
+    assert not a.iloc[0] and a.iloc[1]  # the first day is the baseline; the shifted second day drifts
+    assert "b" not in drift.index.get_level_values("column")  # no finite value in the baseline: nothing to compare
+    with vigil.open(home, read_only=True) as reader:  # the baseline was kept at the write: reads agree
+        again = reader.drift("m").set_index(["window", "column"])
+    pd.testing.assert_frame_equal(again, drift)

@@ -158,13 +158,13 @@ def business(tmp_path_factory):
 def test_custom_metric_is_a_ratio_of_sums(business):
     store, events = business
     metric = CustomMetric("purchases_per_rec", "purchases", "recommendations")
-    daily = store.custom_metric("shop", metric, window="1d").set_index("window")
+    daily = store.custom_metric("shop", metric=metric, window="1d").set_index("window")
     sums = events.groupby(events["timestamp"].dt.floor("D"))[["purchases", "recommendations"]].sum()
     assert len(daily) == len(sums) == 14
     for day, row in sums.iterrows():
         assert daily.loc[day, "value"] == pytest.approx(row["purchases"] / row["recommendations"], rel=1e-12)
         assert daily.loc[day, "numerator"] == pytest.approx(row["purchases"])
-    weekly = store.custom_metric("shop", metric, window="1w").set_index("window")
+    weekly = store.custom_metric("shop", metric=metric, window="1w").set_index("window")
     first = events[events["timestamp"] < DAY0 + pd.Timedelta(days=7)]
     assert weekly.loc[DAY0, "value"] == pytest.approx(first["purchases"].sum() / first["recommendations"].sum())
     assert (weekly["metric"] == "purchases_per_rec").all()
@@ -173,7 +173,7 @@ def test_custom_metric_is_a_ratio_of_sums(business):
 def test_custom_metric_sees_labels(business):
     store, _ = business
     labelled = CustomMetric("labelled_share", lambda f: f["y"].notna().to_numpy(dtype=float))
-    got = store.custom_metric("shop", labelled, window="30d")
+    got = store.custom_metric("shop", metric=labelled, window="30d")
     assert got["numerator"].sum() == 100
 
 

@@ -678,3 +678,14 @@ def test_nanosecond_timestamps_are_truncated_to_microseconds_not_refused(binary_
     assert result.accepted == 2
     assert [str(t) for t in result.table.column("timestamp").to_pylist()] == [
         "2026-01-01 00:00:00.123456", "2026-01-01 00:00:01"]
+
+
+@pytest.mark.parametrize(("options", "outputs"), [
+    ({}, {"prediction": Role.PREDICTION, "score": Role.SCORE}),
+    ({"prediction": "label", "scores": "p"}, {"label": Role.PREDICTION, "p": Role.SCORE}),
+])
+def test_inferred_features_leave_out_the_models_own_output_columns(options, outputs):
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1], **{name: [0, 1] for name in outputs}})
+    schema = Schema.infer(frame, target="y", **options)
+    assert [c.name for c in schema.features] == ["x"]
+    assert {name: schema.column(name).role for name in outputs} == outputs

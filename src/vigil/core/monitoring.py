@@ -50,6 +50,7 @@ __all__ = [
     "parse_window",
     "profile_wasserstein",
     "robust_range",
+    "training_integrity",
     "window_start",
 ]
 
@@ -381,3 +382,25 @@ def integrity_metrics(profile: prof.NumericProfile | prof.CategoricalProfile,
         unseen = sum(v for k, v in profile.frequencies().items() if k not in known)
         out["unseen_category_rate"] = unseen / profile.count
     return out
+
+
+def training_integrity(reference: prof.NumericProfile | prof.CategoricalProfile | None) -> dict[str, float]:
+    """The integrity figures of the baseline itself: what each window's figure is read beside.
+
+    :func:`integrity_metrics` of the baseline against itself: its own
+    ``missing_rate``; ``out_of_range_rate`` 0 (nothing lies outside its own
+    range) and ``outlier_rate`` its share outside its own :func:`robust_range`
+    (from the sketch, as a window's is) for a numeric column;
+    ``unseen_category_rate`` 0 for a categorical one. The same keys as a
+    window's figures when both have values; empty without a baseline profile.
+
+    >>> edges, _ = baseline_edges(np.arange(20.0))
+    >>> ref = prof.NumericProfile(edges=edges).update([*range(19), 500.0, None])
+    >>> {k: round(v, 4) for k, v in training_integrity(ref).items()}  # 1 missing of 21; 500 of 20 outlying
+    {'missing_rate': 0.0476, 'out_of_range_rate': 0.0, 'outlier_rate': 0.05}
+    >>> training_integrity(prof.CategoricalProfile().update(["a", "b", None, "a"]))
+    {'missing_rate': 0.25, 'unseen_category_rate': 0.0}
+    >>> training_integrity(None)
+    {}
+    """
+    return {} if reference is None else integrity_metrics(reference, reference)

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from vigil.core.frames import single_array
 from vigil.core.schema import PII_ACTIONS, Schema
-from vigil.errors import SchemaError
+from vigil.errors import InvalidParameterError, SchemaError
 
 TOKEN_HEX_DIGITS = 32
 #: Length of a key the HMAC takes, in bytes.
@@ -45,6 +45,32 @@ def key_fingerprint(key: bytes) -> str:
     return hashlib.sha256(b"vigil-pii-key-fingerprint\x00" + key).hexdigest()[:32]
 
 
+def pii_actions(pii: Mapping[str, str] | Sequence[str] | str) -> dict[str, str]:
+    """``{column: action}`` of a PII spec: a mapping as given, a column or list of columns to hash.
+
+    Anything else (a number, a list of non-strings) is an :class:`InvalidParameterError` with ``field="pii"``.
+
+    >>> pii_actions(["email"]), pii_actions({"user_id": "drop"})
+    ({'email': 'hash'}, {'user_id': 'drop'})
+    >>> pii_actions(3)
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidParameterError: pii maps columns to 'hash' or 'drop' or lists columns to hash, got int 3
+    """
+    if isinstance(pii, str):
+        pii = [pii]
+    if isinstance(pii, Mapping):
+        actions = dict(pii)
+    elif isinstance(pii, (list, tuple, set, frozenset)):
+        actions = {name: "hash" for name in pii}
+    else:
+        actions = None
+    if actions is None or not all(isinstance(name, str) for name in actions):
+        raise InvalidParameterError(f"pii maps columns to 'hash' or 'drop' or lists columns to hash, got "
+                                    f"{type(pii).__name__} {pii!r}"[:300], field="pii")
+    return actions
+
+
 def check_pii_columns(pii: Mapping[str, str] | Sequence[str], columns: Sequence[str]) -> dict[str, str]:
     """``{column: action}`` for a PII spec, once each column exists and each action is hash or drop.
 
@@ -60,9 +86,7 @@ def check_pii_columns(pii: Mapping[str, str] | Sequence[str], columns: Sequence[
     ...
     vigil.errors.SchemaError: pii names column 'userid', which is not a column (did you mean 'user_id'?); ...
     """
-    if isinstance(pii, str):
-        pii = [pii]
-    actions = dict(pii) if isinstance(pii, Mapping) else {name: "hash" for name in pii}
+    actions = pii_actions(pii)
     known = list(dict.fromkeys(str(c) for c in columns))
     for name, action in actions.items():
         if action not in PII_ACTIONS:

@@ -434,16 +434,17 @@ class Schema:
         pii_actions = check_pii_columns(pii, [*names, *metadata_kinds, *overrides]) if pii else {}
         protected = set(protected)
 
-        if features is None:
-            features = [n for n in names if n not in {target, event_id, timestamp, *metadata_kinds}]
-        missing = [f for f in features if f not in names]
-        if missing:
-            raise SchemaError(f"feature columns {missing} are not in the training data; columns: {names}")
-
         if task is None:
             task = _infer_task(table.column(target)) if target is not None else "binary"
         if task not in TASKS:
             raise SchemaError(f"task must be one of {TASKS}, got {task!r}")
+
+        if features is None:  # every column but those of another role, the model's own outputs among them
+            outputs = {prediction, *(name for name, _ in _score_columns(scores, task, None))}
+            features = [n for n in names if n not in {target, event_id, timestamp, *metadata_kinds, *outputs}]
+        missing = [f for f in features if f not in names]
+        if missing:
+            raise SchemaError(f"feature columns {missing} are not in the training data; columns: {names}")
 
         cols: list[Column] = [
             Column(event_id, Role.EVENT_ID, Kind.ID, nullable=False),
@@ -519,6 +520,40 @@ class Schema:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+
+
+def check_event_ids(value: object, field: str = "event_ids") -> list[str]:
+    """Stored event ids as a list of strings: one id (a string or an integer) or a list-like of them.
+
+    Anything else is an :class:`InvalidParameterError` naming ``field``.
+
+    >>> check_event_ids("e1"), check_event_ids(["e1", 7])
+    (['e1'], ['e1', '7'])
+    >>> check_event_ids({"e1": 1})
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidParameterError: event_ids is an event id or a list of event ids, got dict
+    """
+    def one(item: object) -> str | None:
+        if isinstance(item, str):
+            return item
+        if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            return str(item)
+        return None
+
+    single = one(value)
+    if single is not None:
+        return [single]
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
+        raise InvalidParameterError(f"{field} is an event id or a list of event ids, got {type(value).__name__}",
+                                    field=field)
+    value = list(value)
+    ids = [one(item) for item in value]
+    if None in ids:
+        bad = next(item for item, text in zip(value, ids, strict=True) if text is None)
+        raise InvalidParameterError(f"{field} holds {type(bad).__name__} {bad!r}: an event id is a string or an "
+                                    "integer"[:300], field=field)
+    return [text for text in ids if text is not None]
 
 
 def _as_arrow(data: Any) -> pa.Table:

@@ -216,7 +216,7 @@ def build_demo(
         step("labels", i + 1, chunks)
 
     step("explain", 0, 1)
-    explained = store.explain_sample(MODEL_NAME, MODEL_VERSION, rate=explain_rate,
+    explained = store.explain_sample(MODEL_NAME, version=MODEL_VERSION, rate=explain_rate,
                                      progress=lambda done, total: step("explain", done, max(total or 1, 1)))
     if not explained:
         step("explain", 1, 1)
@@ -225,12 +225,12 @@ def build_demo(
     for reason, n in label_reasons.items():
         reasons[reason] = reasons.get(reason, 0) + n
     batches = store.batches(MODEL_NAME)
-    stored_ids = store.events(MODEL_NAME, MODEL_VERSION, limit=1)["event_id"]
+    stored_ids = store.events(MODEL_NAME, version=MODEL_VERSION, limit=1)["event_id"]
     first_id = str(stored_ids.iloc[0]) if len(stored_ids) else "EVENT_ID"
     lineage = store.lineage(MODEL_NAME, MODEL_VERSION)
     times = events["timestamp"]
     if reused:  # an earlier run (maybe on another day) stamped what is stored
-        times = store.events(MODEL_NAME, MODEL_VERSION)["timestamp"]
+        times = store.events(MODEL_NAME, version=MODEL_VERSION)["timestamp"]
     return DemoSummary(
         home=store.home,
         project=store.project,

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from vigil.core.explain import Explanation
-from vigil.core.schema import Schema
+from vigil.core.schema import Schema, check_event_ids
 from vigil.errors import BatchError, InvalidParameterError
 from vigil.services import rowwise
 from vigil.services.events import EventReader
@@ -40,7 +40,7 @@ from vigil.services.fairness import StoreFairness, store_fairness
 from vigil.services.ingest import Ingestor, IngestResult
 from vigil.services.monitoring import Monitor, parse_window
 from vigil.services.refresher import ProfileRefresher
-from vigil.services.registry import Dataset, ModelVersion, Registry
+from vigil.services.registry import Dataset, ModelVersion, Registry, version_label
 from vigil.services.sources import count_file_rows, iter_file_batches
 from vigil.store import open_backend
 
@@ -237,7 +237,7 @@ class Store:
 
     def set_status(self, name: str, version: str, status: str) -> ModelVersion:
         """Change a version's status (promoting to production retires the previous production version)."""
-        return self._registry.set_status(name, str(version), status)
+        return self._registry.set_status(name, version_label(version), status)
 
     def lineage(self, name: str, version: str | None = None) -> dict[str, Any]:
         """A version's artifact hash, training data (name, version, content hash) and schema."""
@@ -264,7 +264,7 @@ class Store:
         if version is None:
             raise InvalidParameterError("give the version that made these predictions: version='1'",
                                         field="version")
-        version = str(version)
+        version = version_label(version)
         if isinstance(data, str | Path):
             return self._ingest_file(data, batch_rows, progress,
                                      lambda chunk: self._ingestor.log_predictions(model, version, chunk,
@@ -326,7 +326,7 @@ class Store:
     # -- monitoring ----------------------------------------------------------------------------------
     def _version(self, model: str, version: str | None) -> ModelVersion:
         """A version to compute metrics of (settled: its profiles are up to date on the write path)."""
-        mv = self.model(model) if version is None else self._registry.version_for_writing(model, str(version))
+        mv = self.model(model) if version is None else self._registry.version_for_writing(model, version)
         self._settled(mv)
         return mv
 
@@ -370,8 +370,9 @@ class Store:
     @_keyword_reads("version", "window", "segment")
     def integrity(self, model: str, *, version: str | None = None, window: str = "1d", segment: Any = None,
                   start: Any = None, end: Any = None) -> pd.DataFrame:
-        """Data integrity per window and column: missing rate, out-of-range, unseen-category and outlier shares,
-        and the rows quarantined in the window. Columns: window, segment, column, metric, value."""
+        """Data integrity per window and column: missing rate, out-of-range, unseen-category and outlier shares
+        beside the same figures on the training data, and the rows quarantined in the window. Columns: window,
+        segment, column, metric, value, training, counted_by (see ``docs/frames.md``)."""
         return self._monitor.integrity(self._version(model, version), window=window, segment=segment,
                                        start=start, end=end)
 
@@ -491,7 +492,8 @@ class Store:
         report = build_report(
             title=f"{model} version {mv.version}: monitoring report",
             meta={"model": model, "version": mv.version, "task": mv.task, "window": window,
-                  "baseline": baseline, "project": self.project, "status": mv.status}, **frames)
+                  "baseline": baseline, "project": self.project, "status": mv.status},
+            data_span=self._events.span(mv), **frames)
         if path is not None:
             report.save(path)
         return report
@@ -532,7 +534,7 @@ class Store:
             mv = self.model(model, version)
             frame = pd.DataFrame([rows]) if isinstance(rows, dict) else pd.DataFrame(rows)
             return self._explainer.explain_rows(mv, frame, method, trust=trust, **options)
-        ids = [event_id] if isinstance(event_id, str) else [str(e) for e in event_id]
+        ids = check_event_ids(event_id, "event_id")
         mv = self.model(model, version if version is not None else self._events.event_version(model, ids))
         return self._explainer.explain_events(mv, ids, method, trust=trust, **options)
 
@@ -603,9 +605,12 @@ class Store:
 
     def _stored_row(self, model: str, event_id: str, version: str | None, trust: bool
                     ) -> tuple[ModelVersion, Any, Any]:
-        mv = self.model(model, version if version is not None else self._events.event_version(model, [event_id]))
+        ids = check_event_ids(event_id, "event_id")
+        if len(ids) != 1:
+            raise InvalidParameterError(f"give one event_id, got {len(ids)}", field="event_id")
+        mv = self.model(model, version if version is not None else self._events.event_version(model, ids))
         ready = self._explainer.prepare(mv, trust=trust)
-        rows = self._explainer.event_rows(model, mv.model_id, [event_id])
+        rows = self._explainer.event_rows(model, mv.model_id, ids)
         return mv, rows[ready.columns].iloc[0], ready
 
     # -- fairness ------------------------------------------------------------------------------------

@@ -433,8 +433,8 @@ def model_list(ctx: typer.Context) -> None:
     for col in ("model", "version", "task", "status", "owner", "artifact sha256", "created (UTC)"):
         table.add_column(col, overflow="fold")
     for row in models.itertuples(index=False):
-        table.add_row(row.model, row.version, row.task, row.status, row.owner or "",
-                      (row.artifact_sha256 or "")[:12], _cell(row.created_at))
+        table.add_row(row.model, row.version, row.task, row.status, _cell(row.owner),
+                      _cell(row.artifact_sha256)[:12], _cell(row.created_at))
     _out().print(table)
 
 

@@ -87,6 +87,8 @@ DUPLICATE_DASHES = ("dash", "dot", "dashdot", "longdash")
 DUPLICATE_SYMBOLS = ("circle-open", "square-open", "diamond-open", "triangle-up-open")
 #: What the quarantined-rows count of a window counts when the integrity frame does not say.
 QUARANTINE_COUNTED_BY = "refusal time"
+#: ... and when its windows were counted differently (some rows by their own time, some by when refused).
+QUARANTINE_COUNTED_MIXED = "event time, else refusal time"
 #: Integrity-frame columns that may carry a metric's value on the training data.
 TRAINING_COLUMNS = ("training", "baseline", "training_value")
 
@@ -441,6 +443,8 @@ def _drift_frame(drift: pd.DataFrame) -> pd.DataFrame:
     """The drift rows with a row label (column, plus segment when several) and the value / threshold ratio."""
     _require(drift, ("window", "column", "value", "threshold", "drifted"), "drift")
     frame = drift.sort_values("window", kind="stable").copy()
+    # undecided (too few values to test) shows as not drifted
+    frame["drifted"] = frame["drifted"].astype("boolean").fillna(False).astype(bool)
     segments = _segments(frame)
     if len(segments) > 1:
         frame["label"] = [f"{c} [{s}]" for c, s in zip(frame["column"], frame["segment"], strict=True)]
@@ -523,14 +527,12 @@ def latest_drift(drift: pd.DataFrame | None, window: Any = None) -> pd.DataFrame
     frame = _drift_frame(drift)
     chosen = frame["window"].max() if window is None else window
     latest = frame[[_naive(w) == _naive(chosen) for w in frame["window"]]]
-    latest = latest.assign(_drifted=latest["drifted"].astype(bool)).sort_values(
-        ["_drifted", "ratio"], ascending=[False, False], kind="stable")
+    latest = latest.sort_values(["drifted", "ratio"], ascending=[False, False], kind="stable")
     if len(_segments(latest)) > 1:
         columns = ["segment", *columns]
     if "p_value" in latest.columns:
         columns.append("p_value")
     out = latest[columns].reset_index(drop=True)
-    out["drifted"] = out["drifted"].astype(bool)
     return out.rename(columns={"p_value": "p-value"})
 
 
@@ -939,12 +941,22 @@ def _traffic_totals(traffic: pd.DataFrame, timeline: _Timeline) -> dict[str, Any
 
 
 def _counted_by(integrity: pd.DataFrame) -> str:
-    """What a window's quarantined rows are counted by: as the frame says (a ``counted_by`` column or
-    attribute), else by refusal time."""
+    """What the period's quarantined rows are counted by, as the frame's ``counted_by`` column says of the
+    windows that counted rows (of every window when none did): one answer when they agree, "event time, else
+    refusal time" when they differ; a ``counted_by`` attribute, else refusal time, when the frame does not say.
+
+    >>> frame = pd.DataFrame({"metric": "quarantined_rows", "value": [2.0, 1.0, 0.0],
+    ...                       "counted_by": ["event time", "refusal time", "event time"]})
+    >>> _counted_by(frame), _counted_by(frame.iloc[[0, 2]]), _counted_by(frame.drop(columns="counted_by"))
+    ('event time, else refusal time', 'event time', 'refusal time')
+    """
     said: Any = None
     if "counted_by" in integrity.columns:
-        values = integrity.loc[integrity["metric"] == "quarantined_rows", "counted_by"].dropna()
-        said = values.iloc[0] if len(values) else None
+        rows = integrity[integrity["metric"] == "quarantined_rows"]
+        counted = rows[rows["value"].fillna(0) > 0]
+        values = (counted if len(counted) else rows)["counted_by"].dropna()
+        kinds = list(dict.fromkeys(str(v).replace("_", " ") for v in values))
+        said = kinds[0] if len(kinds) == 1 else (QUARANTINE_COUNTED_MIXED if kinds else None)
     said = said if said is not None else integrity.attrs.get("counted_by")
     return str(said).replace("_", " ") if said else QUARANTINE_COUNTED_BY
 
@@ -1223,6 +1235,26 @@ def _windows_text(meta: Mapping[str, Any], frames: Sequence[pd.DataFrame | None]
     return text + ("" if timeline.complete(starts[-1]) else " (partial)")
 
 
+def _data_text(first: Any, last: Any, frames: Sequence[pd.DataFrame | None], timeline: _Timeline) -> str | None:
+    """The header's span of the data: its first to its last event time; without them, the bounds of the
+    windows, said to be only that (the start of the last window is not where the data ends).
+
+    >>> days = pd.DataFrame({"window": pd.to_datetime(["2026-01-05", "2026-01-06"], utc=True)})
+    >>> t = _timeline("1d", windows=days["window"])
+    >>> _data_text("2026-01-05 00:10", "2026-01-06 09:00", [days], t)
+    '2026-01-05 00:10 to 2026-01-06 09:00 UTC'
+    >>> _data_text(None, None, [days], t)
+    'within 2026-01-05 00:00 to 2026-01-07 00:00 UTC (the windows; the first and last event times were not given)'
+    """
+    if first is not None and last is not None:
+        return f"{_naive(first):%Y-%m-%d %H:%M} to {_naive(last):%Y-%m-%d %H:%M} UTC"
+    starts = _starts(w for f in frames if _has(f) and "window" in f.columns for w in f["window"])
+    if not starts or timeline.length is None:
+        return None
+    return (f"within {starts[0]:%Y-%m-%d %H:%M} to {starts[-1] + timeline.length:%Y-%m-%d %H:%M} UTC (the windows; "
+            "the first and last event times were not given)")
+
+
 def build_report(*, title: str, meta: Mapping[str, Any] | None, performance: pd.DataFrame | None = None,
                  drift: pd.DataFrame | None = None, integrity: pd.DataFrame | None = None,
                  traffic: pd.DataFrame | None = None, importance: pd.DataFrame | None = None,
@@ -1235,10 +1267,11 @@ def build_report(*, title: str, meta: Mapping[str, Any] | None, performance: pd.
 
     ``meta`` gives the header: ``model``, ``version``, ``baseline``, ``window`` (the window length),
     ``fairness_window`` (the fairness result's, when it differs) and anything else worth showing.
-    ``data_span`` is the time of the first and the last event: the header shows it, and a window is complete
-    once the data runs past its end. The headline figures read the last complete window and say which (the
-    last, called partial, when none is complete); without ``data_span`` the generation time stands in for the
-    data's end. A frame that is ``None`` or empty gives its section a note saying so.
+    ``data_span`` is the time of the first and the last event: the header shows it (without it, the bounds of
+    the windows, saying so), and a window is complete once the data runs past its end. The headline figures
+    read the last complete window and say which (the last, called partial, when none is complete); without
+    ``data_span`` the generation time stands in for the data's end. A frame that is ``None`` or empty gives its
+    section a note saying so.
 
     >>> r = build_report(title="credit v1", meta={"model": "credit", "version": "1", "baseline": "training"})
     >>> "No labelled events yet" in r.html and "No drift results" in r.html
@@ -1276,8 +1309,9 @@ def build_report(*, title: str, meta: Mapping[str, Any] | None, performance: pd.
         header["windows"] = windows
     elif meta.get("window"):
         header["windows"] = f"{meta['window']} (none with events)"
-    if first is not None and last is not None:
-        header["data"] = f"{_naive(first):%Y-%m-%d %H:%M} to {_naive(last):%Y-%m-%d %H:%M} UTC"
+    data = _data_text(first, last, frames, timeline)
+    if data:
+        header["data"] = data
     header.update({k: v for k, v in meta.items()
                    if k not in ("model", "version", "baseline", "window", "windows", "fairness_window")})
     sections = [

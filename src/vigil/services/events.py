@@ -20,9 +20,26 @@ from typing import Any
 
 import pandas as pd
 
+from vigil.core.schema import Role, check_event_ids
+from vigil.core.validation import REASONS
 from vigil.errors import InvalidParameterError, NotFoundError
 from vigil.services.monitoring import time_bound, typed_segment
-from vigil.services.registry import ModelVersion, Registry, current_user
+from vigil.services.registry import ModelVersion, Registry, current_user, typed_frame
+
+#: The columns of the quarantine and batch records and their dtypes (see ``docs/frames.md``).
+QUARANTINE_COLUMNS = {"batch_id": "str", "kind": "str", "version": "str", "row_number": "int64", "event_id": "str",
+                      "reason": "str", "column": "str", "value": "str", "message": "str", "raw": "str",
+                      "quarantined_at": "datetime64[us]", "resolved_at": "datetime64[us]"}
+BATCH_COLUMNS = {"batch_id": "str", "kind": "str", "version": "str", "source": "str", "received": "int64",
+                 "accepted": "int64", "duplicates": "int64", "quarantined": "int64", "committed_at": "datetime64[us]"}
+#: Stored types whose values come back as Python objects (None for missing) in a column of a role that may miss
+#: values (see ``docs/frames.md``).
+_OBJECT_WHEN_MISSING = ("BIGINT", "BOOLEAN")
+_MAY_MISS = (Role.FEATURE, Role.METADATA, Role.TARGET)
+
+
+#: What a quarantined row was sent as.
+QUARANTINE_KINDS = ("predictions", "labels")
 
 
 class EventReader:
@@ -56,10 +73,16 @@ class EventReader:
         for col in ("timestamp", "label_time"):
             if col in frame and pd.api.types.is_datetime64_any_dtype(frame[col]):
                 frame[col] = pd.to_datetime(frame[col]).dt.tz_localize("UTC")
+        # an integer or boolean column that may miss values (a feature, metadata, the target) is objects whatever
+        # the rows: the same dtype with or without a missing value among them, and for no rows at all
+        for col in mv.schema.columns:
+            if col.name in frame and col.storage_type in _OBJECT_WHEN_MISSING and col.role in _MAY_MISS:
+                frame[col.name] = frame[col.name].astype(object)
         return frame
 
     def event_version(self, model: str, event_ids: list[str]) -> str:
         """The version that predicted these events (one only)."""
+        event_ids = check_event_ids(event_ids, "event_id")
         found = self.store.event_versions(self.registry.model_id(model), event_ids)
         if not found:
             raise NotFoundError(f"model {model!r} has no event {event_ids[0]!r}", field="event_id")
@@ -68,17 +91,20 @@ class EventReader:
                                         "events separately (version=)", field="version")
         return found[0]
 
+    def span(self, mv: ModelVersion) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """The UTC time of a version's first and last readable event; ``(None, None)`` before any."""
+        first, last = self.store.event_span(mv.model_id, mv.version)
+        return tuple(None if t is None else pd.Timestamp(t, tz="UTC") for t in (first, last))  # type: ignore[return-value]
+
     def delete(self, model: str, *, event_ids: list[str] | str | None, version: str | None, start: Any, end: Any,
                actor: str | None) -> tuple[int, list[ModelVersion]]:
         """Delete events (audited); returns how many and the versions whose profiles must be recomputed."""
         model_id = self.registry.model_id(model)
-        if isinstance(event_ids, str):
-            event_ids = [event_ids]
         if event_ids is None and start is None and end is None and version is None:
             raise InvalidParameterError("say which events to delete: event_ids=[...], or start=/end= (and "
                                         "version=)", field="event_ids")
-        if event_ids is not None and not all(isinstance(e, str) for e in event_ids):
-            raise InvalidParameterError("event_ids are strings", field="event_ids")
+        if event_ids is not None:
+            event_ids = check_event_ids(event_ids)
         mv = self.registry.model_version(model, version) if version is not None else None
         deleted, touched = self.store.delete(model_id, version=mv.version if mv else None, event_ids=event_ids,
                                              start=time_bound(start, "start"), end=time_bound(end, "end"))
@@ -97,10 +123,16 @@ class EventReader:
 
     def quarantine(self, model: str, *, reason: str | None, kind: str | None, include_resolved: bool) -> pd.DataFrame:
         """Refused rows of a model (see ``Store.quarantine``)."""
-        return self.store.quarantine(self.registry.model_id(model), reason=reason, kind=kind,
-                                     include_resolved=include_resolved)
+        if reason is not None and reason not in REASONS:
+            raise InvalidParameterError(f"reason must be one of {sorted(REASONS)} (or None for all), got {reason!r}",
+                                        field="reason")
+        if kind is not None and kind not in QUARANTINE_KINDS:
+            raise InvalidParameterError(f"kind must be one of {list(QUARANTINE_KINDS)} (or None for both), got "
+                                        f"{kind!r}", field="kind")
+        return typed_frame(self.store.quarantine(self.registry.model_id(model), reason=reason, kind=kind,
+                                                 include_resolved=include_resolved), QUARANTINE_COLUMNS)
 
     def batches(self, model: str) -> pd.DataFrame:
         """The record of every ingest call for a model."""
-        return self.store.batches(self.registry.model_id(model))
+        return typed_frame(self.store.batches(self.registry.model_id(model)), BATCH_COLUMNS)
 

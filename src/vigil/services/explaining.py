@@ -31,7 +31,7 @@ from vigil.core.explain import Explanation, choose_method, explain
 from vigil.core.explain.importance import DRIFT_THRESHOLD, explanation_drift, mean_abs_importance
 from vigil.errors import ExplainError, InvalidParameterError, NotFoundError, SchemaError
 from vigil.services.monitoring import Monitor, time_bound
-from vigil.services.registry import ModelVersion, model_inputs, utcnow
+from vigil.services.registry import ModelVersion, model_inputs, typed_frame, utcnow
 from vigil.services.rowwise import split_windows
 
 log = logging.getLogger("vigil.explain")
@@ -42,6 +42,12 @@ BACKGROUND_ROWS = 100
 BASELINE_ROWS = 200
 #: Events explained per model call batch when explaining a sample.
 BATCH_ROWS = 256
+#: The columns of the importance and explanation-drift frames and their dtypes (see ``docs/frames.md``).
+IMPORTANCE_COLUMNS = {"window": "datetime64[us]", "source": "str", "explained": "int64", "feature": "str",
+                      "mean_abs_attribution": "float64", "mean_attribution": "float64", "rank": "int64"}
+EXPLANATION_DRIFT_COLUMNS = {"window": "datetime64[us]", "explained": "int64", "score": "float64",
+                             "threshold": "float64", "drifted": "bool", "rank_correlation": "float64",
+                             "top_k": "int64", "top_k_overlap": "float64", "largest_mover": "str"}
 
 @dataclass
 class _Prepared:
@@ -297,12 +303,7 @@ class Explainer:
                                                                 explained=len(reference)))
         for when, e in self._windows(mv, window, resolved, start, end) if resolved is not None else ():
             parts.append(mean_abs_importance(e).assign(window=when, source="production", explained=len(e)))
-        if not parts:
-            return pd.DataFrame(columns=["window", "source", "explained", "feature", "mean_abs_attribution",
-                                         "mean_attribution", "rank"])
-        frame = pd.concat(parts, ignore_index=True)
-        front = ["window", "source", "explained"]
-        return frame[front + [c for c in frame.columns if c not in front]]
+        return typed_frame(pd.concat(parts, ignore_index=True) if parts else [], IMPORTANCE_COLUMNS)
 
     def explanation_drift(self, mv: ModelVersion, *, window: str = "1d", start: Any = None, end: Any = None,
                           method: str = "auto", threshold: float = DRIFT_THRESHOLD) -> pd.DataFrame:
@@ -316,8 +317,7 @@ class Explainer:
         for when, e in self._windows(mv, window, resolved, start, end) if resolved is not None else ():
             rows.append({"window": when, "explained": len(e),
                          **explanation_drift(reference, e, threshold=threshold).to_dict()})
-        return pd.DataFrame(rows, columns=["window", "explained", "score", "threshold", "drifted",
-                                           "rank_correlation", "top_k", "top_k_overlap", "largest_mover"])
+        return typed_frame(rows, EXPLANATION_DRIFT_COLUMNS)
 
 
 def _naive_utc_times(values: pd.Series) -> np.ndarray:

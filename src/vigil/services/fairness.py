@@ -19,6 +19,7 @@ the events'), and what cannot be had is left out with a note
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,14 +36,55 @@ from vigil.errors import (
     SchemaError,
     VigilError,
 )
+from vigil.services.explaining import IMPORTANCE_COLUMNS
 from vigil.services.monitoring import Monitor
-from vigil.services.registry import ModelVersion
+from vigil.services.registry import ModelVersion, typed_frame
 from vigil.services.rowwise import read_events, split_windows, training_frame
 
 if TYPE_CHECKING:
     from vigil.services.explaining import Explainer
 
 INTERSECTION = " & "
+
+#: The options of :func:`vigil.core.fairness.fairness` a store read passes on (it sets the outcomes itself).
+FAIRNESS_OPTIONS = frozenset(inspect.signature(fairness).parameters) - {
+    "y_true", "y_pred", "sensitive_features", "y_score", "task"}
+
+# -- the columns of each frame and their dtypes, with events or without (see ``docs/frames.md``) -------------------
+_RATES = ("base_rate", "selection_rate", "accuracy", "tpr", "fpr", "fnr", "tnr", "precision", "npv", "auc",
+          "calibration_gap")
+_MEANS = ("mean_prediction", "mean_target", "mean_error", "mae")
+_GROUP = {"window": "datetime64[us]", "attribute": "str", "group": "str", "count": "int64", "share": "float64"}
+
+
+def _with_bounds(metrics: tuple[str, ...]) -> dict[str, str]:
+    return {f"{m}{suffix}": "float64" for m in metrics for suffix in ("", "_low", "_high")}
+
+
+#: ``by_group`` of a classifier (the score metrics NaN without scores) and of a regressor.
+BY_GROUP_COLUMNS = {"binary": {**_GROUP, **_with_bounds(_RATES), "mean_score": "float64", "ece": "float64",
+                               "tn": "int64", "fp": "int64", "fn": "int64", "tp": "int64", "status": "str"},
+                    "regression": {**_GROUP, **_with_bounds(_MEANS), "rmse": "float64", "status": "str"}}
+DISPARITY_COLUMNS = {"window": "datetime64[us]", "attribute": "str", "metric": "str", "group": "str",
+                     "reference_group": "str", "value": "float64", "reference_value": "float64",
+                     "difference": "float64", "ratio": "float64", "ci_low": "float64", "ci_high": "float64",
+                     "p_value": "float64", "p_adjusted": "float64", "status": "str"}
+_SUMMARY = {"window": "datetime64[us]", "attribute": "str", "groups": "int64", "insufficient_groups": "int64"}
+_FLAGS = {"flagged": "int64", "status": "str", "note": "str"}
+SUMMARY_COLUMNS = {
+    "binary": {**_SUMMARY, **dict.fromkeys(("demographic_parity_difference", "demographic_parity_ratio",
+                                            "equal_opportunity_difference", "equalized_odds_difference",
+                                            "predictive_parity_difference", "calibration_gap_difference"), "float64"),
+               "four_fifths_passed": "bool", **_FLAGS},
+    "regression": {**_SUMMARY, **dict.fromkeys(("mean_prediction_difference", "mean_prediction_ratio", "mae_difference",
+                                                "mae_ratio", "mean_error_difference"), "float64"), **_FLAGS}}
+REPRESENTATION_COLUMNS = {"window": "datetime64[us]", "attribute": "str", "group": "str", "reference_count": "int64",
+                          "reference_share": "float64", "current_count": "int64", "current_share": "float64",
+                          "share_ratio": "float64", "difference_low": "float64", "difference_high": "float64",
+                          "p_value": "float64", "chi2_p_value": "float64", "flag": "str"}
+PROXY_COLUMNS = {"attribute": "str", "feature": "str", "kind": "str", "levels": "int64",
+                 "mutual_information": "float64", "auc": "float64", "association": "float64",
+                 "mean_abs_attribution": "float64", "attribution_share": "float64", "flag": "str"}
 
 
 @dataclass
@@ -163,7 +205,12 @@ def protected_columns(mv: ModelVersion, protected: list[str] | str | None) -> li
                                         "attribute: register it with protected=[...] or pass protected=",
                                         field="protected")
         return declared
-    protected = [protected] if isinstance(protected, str) else list(protected)
+    if isinstance(protected, str):
+        protected = [protected]
+    if not isinstance(protected, (list, tuple)) or not all(isinstance(p, str) for p in protected):
+        raise InvalidParameterError(f"protected is a column name or a list of column names, got {protected!r}"[:300],
+                                    field="protected")
+    protected = list(protected)
     unknown = [p for p in protected if p not in mv.schema]
     if unknown:
         raise InvalidParameterError(f"{unknown} are not columns of model {mv.model!r}; protected attributes: "
@@ -255,6 +302,10 @@ def store_fairness(monitor: Monitor, mv: ModelVersion, *, explainer: Explainer |
     1     M      3        1.0  1.0
     """
     columns = protected_columns(mv, protected)
+    unknown = sorted(set(options) - FAIRNESS_OPTIONS)
+    if unknown:
+        raise InvalidParameterError(f"fairness() has no option {unknown[0]!r}; its options: "
+                                    f"{sorted(FAIRNESS_OPTIONS)}", field=unknown[0])
     notes: list[str] = []
     events = read_events(monitor, mv, segment, start, end, labels=True)
     target = mv.schema.target.name if mv.schema.target is not None else None
@@ -298,7 +349,7 @@ def store_fairness(monitor: Monitor, mv: ModelVersion, *, explainer: Explainer |
                                        when))
     explanations, importance = _explained(explainer, mv, explanations, importance, window, start, end, notes,
                                           proxied=training is not None and bool(present))
-    proxy_frame = pd.DataFrame()
+    proxy_frame: pd.DataFrame | list = []
     if training is not None and present:
         features = [c.name for c in mv.schema.features if c.name in training.columns and c.name not in columns]
         attributions = None
@@ -311,18 +362,20 @@ def store_fairness(monitor: Monitor, mv: ModelVersion, *, explainer: Explainer |
                              .assign(attribute=column))
             except MetricInputError as err:
                 notes.append(f"No proxies of {column!r}: {err}")
-        proxy_frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    summary_frame = pd.concat(summary, ignore_index=True) if summary else pd.DataFrame()
+        proxy_frame = pd.concat(parts, ignore_index=True) if parts else []
+    kind = "regression" if mv.task == "regression" else "binary"
+    summary_frame = typed_frame(pd.concat(summary, ignore_index=True) if summary else [], SUMMARY_COLUMNS[kind])
     if len(summary_frame):
         summary_frame["note"] = [" ".join([*window_notes.get(pd.Timestamp(w).to_pydatetime(), []), *notes])
                                  for w in summary_frame["window"]]
     return StoreFairness(
         model=mv.model, version=mv.version, protected=columns,
-        by_group=pd.concat(by_group, ignore_index=True) if by_group else pd.DataFrame(),
-        disparities=pd.concat(disparities, ignore_index=True) if disparities else pd.DataFrame(),
+        by_group=typed_frame(pd.concat(by_group, ignore_index=True) if by_group else [], BY_GROUP_COLUMNS[kind]),
+        disparities=typed_frame(pd.concat(disparities, ignore_index=True) if disparities else [], DISPARITY_COLUMNS),
         summary=summary_frame,
-        representation=pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(),
-        proxies=proxy_frame,
-        attributions=pd.DataFrame() if importance is None or not len(importance) else
-        importance[importance["feature"].isin(columns)].reset_index(drop=True),
+        representation=typed_frame(pd.concat(shares, ignore_index=True) if shares else [], REPRESENTATION_COLUMNS),
+        proxies=typed_frame(proxy_frame, PROXY_COLUMNS),
+        attributions=typed_frame([] if importance is None or not len(importance) else
+                                 importance[importance["feature"].isin(columns)].reset_index(drop=True),
+                                 IMPORTANCE_COLUMNS),
         notes=[*(n for when in sorted(window_notes) for n in window_notes[when]), *notes])

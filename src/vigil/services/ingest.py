@@ -92,7 +92,7 @@ class Ingestor:
     # -- predictions ---------------------------------------------------------------------------------
     def log_predictions(self, model: str, version: str, data: Any, *, source: str | None = None) -> IngestResult:
         """Validate and store one batch of prediction events (see :class:`IngestResult`)."""
-        mv = self.registry.version_for_writing(model, str(version))
+        mv = self.registry.version_for_writing(model, version)
         table = load_table(data)
         checked = validate_predictions(table, mv.schema)
         return self._store_predictions(mv, checked, source)

@@ -35,12 +35,13 @@ from vigil.core.monitoring import (
     integrity_metrics,
     numeric_drift,
     parse_window,
+    training_integrity,
     window_start,
 )
 from vigil.core.schema import Column, Kind, LabelType, Role, Schema
 from vigil.core.segments import Segment
 from vigil.errors import InvalidParameterError, SchemaError
-from vigil.services.registry import ModelVersion, Registry, model_inputs
+from vigil.services.registry import ModelVersion, Registry, model_inputs, typed_frame
 
 #: Window lengths by suffix.
 SCORE_BINS = 1000
@@ -190,19 +191,26 @@ class Monitor:
 
     # -- baselines -----------------------------------------------------------------------------------
     def baseline(self, mv: ModelVersion) -> Baseline:
-        """The version's baseline: stored at registration, else computed here (without the model's outputs)."""
+        """The version's baseline: stored at registration (or at the first write of events without training
+        data), else computed here from the first day of events, without the model's outputs."""
         cached = self._baselines.get((mv.model_id, mv.version))
         if cached is not None:
             return cached
         payload = self.profiles.baseline(mv.model_id, mv.version)
-        baseline = Baseline.from_json(payload) if payload is not None else self._compute_baseline(mv, None)
-        self._baselines[(mv.model_id, mv.version)] = baseline
+        if payload is None:
+            return self._compute_baseline(mv, None)  # not kept: the stored one may come
+        baseline = self._baselines[(mv.model_id, mv.version)] = Baseline.from_json(payload)
         return baseline
 
-    def prepare_baseline(self, mv: ModelVersion, model: Any = None) -> Baseline:
+    def prepare_baseline(self, mv: ModelVersion, model: Any = None) -> Baseline | None:
         """Compute and store a version's baseline at registration, with ``model``'s outputs on the training data
-        (the caller holds the model, so nothing is unpickled)."""
-        baseline = self._compute_baseline(mv, model)
+        (the caller holds the model, so nothing is unpickled). A version without training data has none yet: its
+        baseline is its first day of events, stored at the first write of events (:meth:`refresh`)."""
+        if mv.training_dataset is None:
+            return None
+        return self._store_baseline(mv, self._compute_baseline(mv, model))
+
+    def _store_baseline(self, mv: ModelVersion, baseline: Baseline) -> Baseline:
         self.profiles.save_baseline(mv.model_id, mv.version, baseline.to_json())
         self._baselines.pop((mv.model_id, mv.version), None)
         return self.baseline(mv)
@@ -212,6 +220,8 @@ class Monitor:
         cols = [c for c in monitored_columns(mv.schema) if c.name in table.column_names]
         bins = {c.name: baseline_edges(table.column(c.name).to_numpy(zero_copy_only=False).astype(float))
                 for c in cols if is_numeric(c)}
+        # a column without a finite value in the baseline has no bins: its profiles keep moments only
+        bins = {name: pair for name, pair in bins.items() if len(pair[0])}
         edges = {name: fine for name, (fine, _) in bins.items()}
         profiles = {c.name: column_profile(c, table.column(c.name), edges.get(c.name)) for c in cols}
         return Baseline(edges=edges, deciles={name: d for name, (_, d) in bins.items()}, profiles=profiles,
@@ -235,6 +245,10 @@ class Monitor:
         """Recompute and store the base windows that received events or labels since last time (the write path);
         returns how many."""
         seg = typed_segment(mv.schema, segment)
+        if mv.training_dataset is None and self.profiles.baseline(mv.model_id, mv.version) is None:
+            first_day = self._compute_baseline(mv, None)
+            if first_day.profiles and any(not p.is_empty for p in first_day.profiles.values()):
+                self._store_baseline(mv, first_day)  # frozen from the first events written
         computed, marks, stale = self._stale_profiles(mv, grain, seg)
         if marks is None:
             return 0
@@ -397,6 +411,8 @@ class Monitor:
                 cur, ref = profiles.get(col.name), reference.get(col.name)
                 if cur is None or ref is None or cur.is_empty or ref.is_empty or col.kind == Kind.EMBEDDING:
                     continue
+                if is_numeric(col) and col.name not in bl.edges:
+                    continue  # no finite value in the baseline to compare with
                 if is_numeric(col):
                     result = numeric_drift(ref, cur, bl.edges[col.name], bl.deciles[col.name],
                                            method=methods.get(col.name), threshold=thresholds.get(col.name))
@@ -406,8 +422,7 @@ class Monitor:
                 rows.append({"window": start_, "segment": label, "column": col.name,
                              "role": col.role.value, "kind": "numeric" if is_numeric(col) else "categorical",
                              **result, "baseline": source})
-        return _frame(rows, ["window", "segment", "column", "role", "kind", "method", "value", "threshold",
-                             "drifted", "status", "p_value", "psi", "js_distance", "hellinger", "baseline"])
+        return typed_frame(rows, DRIFT_FRAME)
 
     def performance(self, mv: ModelVersion, *, window: str = "1d", segment: Any = None, start: Any = None,
                     end: Any = None, threshold: float | None = None, average: str | None = None,
@@ -426,7 +441,7 @@ class Monitor:
                                                      metrics=metrics).items():
                 rows.append({"window": start_, "segment": label, "metric": metric, "value": value,
                              "labelled": int(p.count), "events": events})
-        return _frame(rows, ["window", "segment", "metric", "value", "labelled", "events"])
+        return typed_frame(rows, PERFORMANCE_FRAME)
 
     def traffic(self, mv: ModelVersion, *, window: str = "1d", segment: Any = None, start: Any = None,
                 end: Any = None) -> pd.DataFrame:
@@ -444,33 +459,77 @@ class Monitor:
                                   ("label_delay_hours_median", median),
                                   ("label_delay_hours_mean", delay.mean if delay.count else float("nan"))):
                 rows.append({"window": start_, "segment": label, "metric": metric, "value": float(value)})
-        return _frame(rows, ["window", "segment", "metric", "value"])
+        return typed_frame(rows, TRAFFIC_FRAME)
 
     def integrity(self, mv: ModelVersion, *, window: str = "1d", segment: Any = None, start: Any = None,
                   end: Any = None) -> pd.DataFrame:
-        """Per window and column: missing rate, out-of-range and unseen-category shares, quarantined rows."""
+        """Per window and column: missing rate, out-of-range, outlier and unseen-category shares, each beside the
+        same figure on the baseline (``training``), and the rows quarantined in the window with what placed them
+        there (``counted_by``)."""
         segment = typed_segment(mv.schema, segment)
         label = segment_label(segment)
         bl = self.baseline(mv)
         grain, length = parse_window(window)
-        quarantined = self._quarantined(mv, length)
+        training = {name: training_integrity(ref) for name, ref in bl.profiles.items()}
+        windows = self.window_profiles(mv, window, segment=segment, start=start, end=end)
+        quarantined = self._quarantine_by_window(mv, grain, length, time_bound(start, "start"),
+                                                 time_bound(end, "end"))
         rows = []
-        for start_, profiles in self.window_profiles(mv, window, segment=segment, start=start, end=end).items():
+        for start_ in sorted(set(windows) | set(quarantined)):
+            profiles = windows.get(start_, {})
             for col in monitored_columns(mv.schema):
                 p, ref = profiles.get(col.name), bl.profiles.get(col.name)
                 if p is None or col.kind == Kind.EMBEDDING:
                     continue
                 for metric, value in integrity_metrics(p, ref).items():
-                    rows.append({"window": start_, "segment": label, "column": col.name,
-                                 "metric": metric, "value": float(value)})
+                    rows.append({"window": start_, "segment": label, "column": col.name, "metric": metric,
+                                 "value": float(value),
+                                 "training": float(training.get(col.name, {}).get(metric, np.nan)),
+                                 "counted_by": None})
             refused = quarantined.get(start_, {})
-            rows.append({"window": start_, "segment": label, "column": None,
-                         "metric": "quarantined_rows", "value": float(sum(refused.values()))})
-            for (column, reason), n in sorted(refused.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+            rows.append({"window": start_, "segment": label, "column": None, "metric": "quarantined_rows",
+                         "value": float(sum(n for n, _ in refused.values())), "training": np.nan,
+                         "counted_by": self._counted_by(*(own for _, own in refused.values()))})
+            for (column, reason), (n, own) in sorted(refused.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
                 if column is not None:  # type violations, missing required values... by column
                     rows.append({"window": start_, "segment": label, "column": column,
-                                 "metric": f"quarantined_{reason}", "value": float(n)})
-        return _frame(rows, ["window", "segment", "column", "metric", "value"])
+                                 "metric": f"quarantined_{reason}", "value": float(n), "training": np.nan,
+                                 "counted_by": self._counted_by(own)})
+        return typed_frame(rows, INTEGRITY_FRAME)
+
+    def _quarantine_by_window(self, mv: ModelVersion, grain: str, length: dt.timedelta, start: dt.datetime | None,
+                              end: dt.datetime | None
+                              ) -> dict[dt.datetime, dict[tuple[Any, str], tuple[int, tuple[int, int]]]]:
+        """Rows refused per window and (column, reason): ``(rows, (placed by event time, by refusal time))``.
+
+        A row is placed by its own event time where that parses to a plausible time, else by when it was refused
+        (its own time may be what was wrong: ``EventStore.quarantine_counts``); ``start`` and ``end`` bound the
+        base windows (of ``grain``) as they bound the profiles'."""
+        rows = self.events.quarantine_counts(mv.model_id, mv.version)
+        out: dict[dt.datetime, dict[tuple[Any, str], tuple[int, tuple[int, int]]]] = {}
+        if not rows:
+            return out
+        at = np.array([r[0] for r in rows], dtype="datetime64[us]")
+        base = window_start(at, parse_window(grain)[1])
+        starts = window_start(at, length)
+        for (_, column, reason, n, own), b, w in zip(rows, base, starts, strict=True):
+            b = pd.Timestamp(b).to_pydatetime()
+            if (start is not None and b < start) or (end is not None and b >= end):
+                continue
+            counts = out.setdefault(pd.Timestamp(w).to_pydatetime(), {})
+            total, (by_event, by_refusal) = counts.get((column, reason), (0, (0, 0)))
+            counts[(column, reason)] = (total + n, (by_event + n * bool(own), by_refusal + n * (not own)))
+        return out
+
+    @staticmethod
+    def _counted_by(*placed: tuple[int, int]) -> str:
+        """What placed refused rows in their window, from ``(by event time, by refusal time)`` counts: "event
+        time" when every row's own time parsed (so too with no rows: that is the rule), "refusal time" when none
+        did, "event time, else refusal time" when some did."""
+        by_event, by_refusal = sum(e for e, _ in placed), sum(r for _, r in placed)
+        if by_refusal and by_event:
+            return "event time, else refusal time"
+        return "refusal time" if by_refusal else "event time"
 
     def worst_segments(self, mv: ModelVersion, *, metric: str = "accuracy", by: list[str] | None = None,
                        start: Any = None, end: Any = None, min_count: int = 30, threshold: float | None = None,
@@ -497,7 +556,7 @@ class Monitor:
             raise InvalidParameterError(f"columns {unknown} are not categorical columns of model {mv.model!r} that "
                                         f"events keep; choose from {sorted(c.name for c in candidates)}", field="by")
         if not self._has_labels(mv):
-            return _frame([], _WORST_COLUMNS)
+            return typed_frame([], WORST_SEGMENTS_FRAME)
         needed = {schema.target.name, *by, *(c.name for c in schema.scores)}
         if schema.prediction is not None:
             needed.add(schema.prediction.name)
@@ -507,7 +566,7 @@ class Monitor:
                                  columns=needed & stored, order=False, readable_only=True)
         overall_profile = self._performance_profile(mv, table, np.ones(table.num_rows, dtype=bool))
         if overall_profile is None:
-            return _frame([], _WORST_COLUMNS)
+            return typed_frame([], WORST_SEGMENTS_FRAME)
         overall = performance_metrics(schema, overall_profile, threshold=threshold)
         if metric not in overall:
             raise InvalidParameterError(f"metric {metric!r} is not available for this model; choose from "
@@ -526,20 +585,8 @@ class Monitor:
                              "metric": metric, "score": got, "overall": overall[metric],
                              "gap": (got - overall[metric]) if higher_is_better else (overall[metric] - got),
                              "labelled": int(mask.sum())})
-        frame = _frame(rows, _WORST_COLUMNS)
+        frame = typed_frame(rows, WORST_SEGMENTS_FRAME)
         return frame.sort_values("gap", kind="stable").reset_index(drop=True)
-
-    def _quarantined(self, mv: ModelVersion, length: dt.timedelta) -> dict[dt.datetime, dict[tuple[Any, str], int]]:
-        """Rows refused per window, counted by column and reason (placed by the row's own event time where it
-        parses, else by when it was refused: its own time may be what was wrong)."""
-        rows = self.events.quarantine_counts(mv.model_id, mv.version)
-        out: dict[dt.datetime, dict[tuple[Any, str], int]] = {}
-        if rows:
-            starts = window_start(np.array([r[0] for r in rows], dtype="datetime64[us]"), length)
-            for (_, column, reason, n), w in zip(rows, starts, strict=True):
-                counts = out.setdefault(pd.Timestamp(w).to_pydatetime(), {})
-                counts[(column, reason)] = counts.get((column, reason), 0) + n
-        return out
 
 
 def _scores_matrix(schema: Schema, rows: pa.Table) -> np.ndarray | None:
@@ -580,20 +627,23 @@ def _with_predictions(mv: ModelVersion, table: pa.Table, model: Any) -> pa.Table
     return table
 
 
-_WORST_COLUMNS = ["column", "value", "segment", "metric", "score", "overall", "gap", "labelled"]
+#: The columns and dtypes of the monitoring reads (``docs/frames.md``).
+_WINDOW = {"window": "datetime64[us, UTC]", "segment": "str"}
+PERFORMANCE_FRAME = {**_WINDOW, "metric": "str", "value": "float64", "labelled": "int64", "events": "int64"}
+DRIFT_FRAME = {**_WINDOW, "column": "str", "role": "str", "kind": "str", "method": "str", "value": "float64",
+               "threshold": "float64", "drifted": "boolean", "status": "str", "p_value": "float64",
+               "psi": "float64", "js_distance": "float64", "hellinger": "float64", "baseline": "str"}
+INTEGRITY_FRAME = {**_WINDOW, "column": "str", "metric": "str", "value": "float64", "training": "float64",
+                   "counted_by": "str"}
+TRAFFIC_FRAME = {**_WINDOW, "metric": "str", "value": "float64"}
+WORST_SEGMENTS_FRAME = {"column": "str", "value": "str", "segment": "str", "metric": "str", "score": "float64",
+                        "overall": "float64", "gap": "float64", "labelled": "int64"}
 #: Metrics where lower is better (for ranking segments).
 _LOWER_IS_BETTER = {"fpr", "fnr", "log_loss", "brier", "ece", "mae", "rmse", "mape"}
 
 def _events_in(profiles: dict[str, Any]) -> int:
     delay = profiles.get(DELAY)
     return int(delay.count + delay.missing) if delay is not None else 0
-
-
-def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=columns)
-    if "window" in frame and len(frame):
-        frame["window"] = pd.to_datetime(frame["window"]).dt.tz_localize("UTC")
-    return frame
 
 
 def performance_metrics(schema: Schema, profile: Any, *, threshold: float | None = None,

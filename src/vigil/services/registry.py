@@ -20,11 +20,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from vigil.core.frames import content_hash
-from vigil.core.pii import check_pii_columns, redact_columns
+from vigil.core.pii import check_pii_columns, pii_actions, redact_columns
 from vigil.core.schema import TASKS, Kind, Schema, check_name
 from vigil.errors import AlreadyExistsError, InvalidParameterError, NotFoundError, SchemaError
 from vigil.services.sources import load_table
@@ -32,6 +33,13 @@ from vigil.store.keys import project_key
 from vigil.store.protocols import Backend, DatasetRecord, VersionRecord
 
 STATUSES = ("draft", "validated", "production", "challenger", "shadow", "retired")
+#: The columns of the registry's listings and their dtypes (see ``docs/frames.md``).
+DATASET_COLUMNS = {"name": "str", "version": "int32", "content_hash": "str", "n_rows": "int64",
+                   "created_at": "datetime64[us]", "created_by": "str"}
+MODEL_COLUMNS = {"model": "str", "version": "str", "task": "str", "status": "str", "owner": "str",
+                 "artifact_sha256": "str", "created_at": "datetime64[us]", "created_by": "str"}
+AUDIT_COLUMNS = {"entry_id": "int64", "occurred_at": "datetime64[us]", "actor": "str", "action": "str",
+                 "object_type": "str", "object_id": "str", "details_json": "str"}
 
 
 def utcnow() -> dt.datetime:
@@ -45,6 +53,65 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+#: The dtype of text columns in result frames: pandas' string dtype (``str``, NaN for missing) from pandas 3 on,
+#: plain objects before.
+TEXT = "str" if int(pd.__version__.split(".")[0]) >= 3 else "object"
+
+
+def _typed_column(values: pd.Series, dtype: str) -> pd.Series:
+    if dtype == "str":
+        dtype = TEXT
+    if str(values.dtype) == dtype:
+        return values
+    if dtype.startswith("datetime64"):
+        unit, _, tz = dtype[len("datetime64["):-1].partition(", ")
+        times = values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(values)
+        if tz and times.dt.tz is None:
+            times = times.dt.tz_localize(tz)
+        elif not tz and times.dt.tz is not None:
+            times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+        return times.dt.as_unit(unit)
+    return values.astype(dtype)
+
+
+def typed_frame(data: pd.DataFrame | list[dict[str, Any]], dtypes: dict[str, str]) -> pd.DataFrame:
+    """A result frame with the columns of ``dtypes`` first, in that order, each of its dtype, whatever the rows.
+
+    ``data`` is a frame or a list of row mappings. Columns it lacks are added (all missing), columns it has
+    beyond ``dtypes`` follow them. Empty results get the same columns and dtypes as any other (see
+    ``docs/frames.md``). ``"str"`` is pandas' string dtype (plain objects before pandas 3); datetimes are
+    converted to the unit and time zone named (``"datetime64[us, UTC]"``).
+
+    >>> frame = typed_frame([], {"window": "datetime64[us, UTC]", "metric": "str", "value": "float64"})
+    >>> [str(t) for t in frame.dtypes] == ["datetime64[us, UTC]", TEXT, "float64"]
+    True
+    >>> typed_frame([{"value": 1, "extra": "x"}], {"metric": "str", "value": "float64"}).to_dict("list")
+    {'metric': [nan], 'value': [1.0], 'extra': ['x']}
+    """
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    columns = list(dtypes) + [c for c in frame.columns if c not in dtypes]
+    frame = frame.reindex(columns=columns)
+    return frame.assign(**{name: _typed_column(frame[name], dtype) for name, dtype in dtypes.items()})
+
+
+def version_label(version: object) -> str:
+    """A model version's label: a string, or an integer taken as its text.
+
+    >>> version_label("2"), version_label(3)
+    ('2', '3')
+    >>> version_label(1.5)
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidParameterError: a model version is a label such as '1', got float
+    """
+    if isinstance(version, int | np.integer) and not isinstance(version, bool | np.bool_):
+        return str(version)
+    if not isinstance(version, str):
+        raise InvalidParameterError(f"a model version is a label such as '1', got {type(version).__name__}",
+                                    field="version")
+    return check_name(version, "version")
 
 
 @dataclass(frozen=True)
@@ -172,8 +239,8 @@ class Registry:
         self.meta.audit(self.project, action, object_type, object_id, details, actor or current_user())
 
     def audit_log(self) -> pd.DataFrame:
-        """Every recorded action in this project, oldest first."""
-        return self.meta.audit_log(self.project)
+        """Every recorded action in this project, oldest first (columns: ``AUDIT_COLUMNS``)."""
+        return typed_frame(self.meta.audit_log(self.project), AUDIT_COLUMNS)
 
     # -- datasets ------------------------------------------------------------------------------------
     def register_dataset(
@@ -189,8 +256,7 @@ class Registry:
         name = check_name(name, "name")
         table = load_table(data)
         if pii:
-            actions = dict(pii) if isinstance(pii, dict) else {c: "hash" for c in pii}
-            table = redact_columns(table, check_pii_columns(actions, table.column_names), self.pii_key())
+            table = redact_columns(table, check_pii_columns(pii, table.column_names), self.pii_key())
         digest = content_hash(table)
         existing = self.meta.find_dataset(self.project_id, name, digest)
         if existing is not None:
@@ -204,6 +270,11 @@ class Registry:
 
     def dataset(self, name: str, version: int | None = None) -> Dataset:
         """A registered dataset (its latest version unless one is given)."""
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+                raise InvalidParameterError(f"a dataset version is a positive integer, got {version!r}",
+                                            field="version")
+            version = int(version)
         record = self.meta.dataset(self.project_id, check_name(name, "name"), version)
         if record is None:
             known = self.meta.dataset_names(self.project_id)
@@ -213,8 +284,8 @@ class Registry:
         return Dataset.of(record, self.store.blobs)
 
     def datasets(self) -> pd.DataFrame:
-        """All registered datasets and versions."""
-        return self.meta.datasets(self.project_id)
+        """All registered datasets and versions (columns: ``DATASET_COLUMNS``)."""
+        return typed_frame(self.meta.datasets(self.project_id), DATASET_COLUMNS)
 
     # -- models --------------------------------------------------------------------------------------
     def register_model(
@@ -237,8 +308,7 @@ class Registry:
         name = check_name(name, "name")
         if version is None:
             raise InvalidParameterError("give the version a label: version='1'", field="version")
-        version = check_name(str(version) if isinstance(version, int) and not isinstance(version, bool)
-                             else version, "version")
+        version = version_label(version)
         if status not in STATUSES:
             raise InvalidParameterError(f"status must be one of {STATUSES}, got {status!r}", field="status")
         if task is not None and task not in TASKS:
@@ -290,15 +360,14 @@ class Registry:
         table = load_table(training_data)
         actions = None
         if pii:
-            actions = dict(pii) if isinstance(pii, dict) else {c: "hash" for c in pii}
-            actions = {c: a for c, a in actions.items() if c in table.column_names}
+            actions = {c: a for c, a in pii_actions(pii).items() if c in table.column_names}
         return self.register_dataset(f"{model}-training", table, created_by=created_by, pii=actions or None)
 
     def model_version(self, name: str, version: str | None = None) -> ModelVersion:
         """A registered version (the latest one when ``version`` is None)."""
         if not isinstance(name, str):
             raise InvalidParameterError(f"a model is named by a string, got {type(name).__name__}", field="model")
-        record = self.meta.version(self.project_id, name, None if version is None else str(version))
+        record = self.meta.version(self.project_id, name, None if version is None else version_label(version))
         if record is None:
             found = self.meta.model(self.project_id, name)
             if found is None:
@@ -331,7 +400,7 @@ class Registry:
         changes once registered, so only the first call reads the registry;
         the cached status may be stale, which writing does not look at.
         """
-        cached = self._versions.get((name, version))
+        cached = self._versions.get((check_name(name, "model"), version_label(version)))
         return cached if cached is not None else self.model_version(name, version)
 
     def model_id(self, name: str) -> int:
@@ -342,8 +411,8 @@ class Registry:
         return found[0]
 
     def models(self) -> pd.DataFrame:
-        """Every model and version in the project."""
-        return self.meta.models(self.project_id)
+        """Every model and version in the project (columns: ``MODEL_COLUMNS``)."""
+        return typed_frame(self.meta.models(self.project_id), MODEL_COLUMNS)
 
     def set_status(self, name: str, version: str, status: str, *, actor: str | None = None) -> ModelVersion:
         """Move a version to another status; promoting one to production retires the previous one."""

@@ -28,14 +28,13 @@ from vigil.core.schema import Column, Kind
 from vigil.errors import InvalidParameterError, SchemaError
 from vigil.services.monitoring import (
     Monitor,
-    _frame,
     parse_window,
     segment_key,
     time_bound,
     typed_segment,
     window_start,
 )
-from vigil.services.registry import ModelVersion
+from vigil.services.registry import ModelVersion, typed_frame
 
 __all__ = ["multivariate_drift", "multivariate_outliers", "embedding_drift", "custom_metric", "ranking_performance"]
 
@@ -45,6 +44,17 @@ MIN_ROWS = mvm.MIN_ROWS
 OUTLIER_BASELINE = 0.01
 #: MMD p-value below which an embedding column is flagged as drifted.
 MMD_ALPHA = 0.01
+
+#: The columns of each read's frame and their dtypes, the same for an empty result (see ``docs/frames.md``).
+_WINDOW = {"window": "datetime64[us, UTC]", "segment": "str"}
+MULTIVARIATE_DRIFT_COLUMNS = {**_WINDOW, "method": "str", "value": "float64", "lower": "float64", "upper": "float64",
+                              "threshold": "float64", "drifted": "boolean", "rows": "int64", "status": "str"}
+OUTLIER_COLUMNS = {**_WINDOW, "metric": "str", "value": "float64", "baseline": "float64", "rows": "int64"}
+EMBEDDING_DRIFT_COLUMNS = {**_WINDOW, "column": "str", "metric": "str", "value": "float64", "p_value": "float64",
+                           "drifted": "bool"}
+CUSTOM_METRIC_COLUMNS = {**_WINDOW, "metric": "str", "value": "float64", "numerator": "float64",
+                         "denominator": "float64"}
+RANKING_COLUMNS = {**_WINDOW, "metric": "str", "value": "float64", "labelled": "int64"}
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -102,6 +112,8 @@ def _as_features(frame: pd.DataFrame, numeric: list[str], categorical: list[str]
 
 
 def _sample(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InvalidParameterError(f"sample is a positive number of rows, got {n!r}", field="sample")
     if len(frame) <= n:
         return frame.reset_index(drop=True)
     rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=n, replace=False))
@@ -174,11 +186,7 @@ def multivariate_drift(monitor: Monitor, mv: ModelVersion, *, window: str = "1d"
                      "lower": lower, "upper": upper, "threshold": threshold,
                      "drifted": pd.NA if r["drifted"] is None else bool(r["drifted"]), "rows": len(part),
                      "status": r["status"]})
-    frame = _frame(rows, ["window", "segment", "method", "value", "lower", "upper", "threshold", "drifted", "rows",
-                          "status"])
-    frame["drifted"] = frame["drifted"].astype("boolean")
-    frame["rows"] = frame["rows"].astype("int64")
-    return frame
+    return typed_frame(rows, MULTIVARIATE_DRIFT_COLUMNS)
 
 
 # -- multivariate outliers ------------------------------------------------------------------------------
@@ -228,7 +236,7 @@ def multivariate_outliers(monitor: Monitor, mv: ModelVersion, *, window: str = "
         scores = -forest.score_samples(encoder.transform(_as_features(part, numeric, categorical)))
         rows.append({"window": start_, "segment": segment or "all", "metric": "multivariate_outlier_rate",
                      "value": float(np.mean(scores > threshold)), "baseline": OUTLIER_BASELINE, "rows": len(part)})
-    return _frame(rows, ["window", "segment", "metric", "value", "baseline", "rows"])
+    return typed_frame(rows, OUTLIER_COLUMNS)
 
 
 # -- embedding drift ------------------------------------------------------------------------------------
@@ -287,7 +295,7 @@ def embedding_drift(monitor: Monitor, mv: ModelVersion, *, window: str = "1d", c
                       "drifted": drifted} for k, v in distance.items()]
             rows.append({**base, "metric": "mmd", "value": test.statistic, "p_value": test.p_value,
                          "drifted": drifted})
-    return _frame(rows, ["window", "segment", "column", "metric", "value", "p_value", "drifted"])
+    return typed_frame(rows, EMBEDDING_DRIFT_COLUMNS)
 
 
 # -- custom metrics -------------------------------------------------------------------------------------
@@ -323,7 +331,7 @@ def custom_metric(monitor: Monitor, mv: ModelVersion, metric: perf.CustomMetric,
         num, den = metric.sufficient_stats(part.reset_index(drop=True))
         rows.append({"window": start_, "segment": segment or "all", "metric": metric.name,
                      "value": metric.from_stats(num, den), "numerator": num, "denominator": den})
-    return _frame(rows, ["window", "segment", "metric", "value", "numerator", "denominator"])
+    return typed_frame(rows, CUSTOM_METRIC_COLUMNS)
 
 
 # -- ranking --------------------------------------------------------------------------------------------
@@ -351,7 +359,7 @@ def ranking_performance(monitor: Monitor, mv: ModelVersion, *, k: int = 10, wind
     target, prediction = schema.target.name, schema.prediction.name
     frame = read_events(monitor, mv, segment, start, end, labels=True)
     if target not in frame:
-        return _frame([], ["window", "segment", "metric", "value", "labelled"])
+        return typed_frame([], RANKING_COLUMNS)
     frame = frame[frame[target].notna()]
     rows = []
     for start_, part in split_windows(frame, window):
@@ -359,4 +367,4 @@ def ranking_performance(monitor: Monitor, mv: ModelVersion, *, k: int = 10, wind
         for name, fn in _RANKING:
             rows.append({"window": start_, "segment": segment or "all", "metric": name,
                          "value": fn(recommended, relevant, k=k), "labelled": len(part)})
-    return _frame(rows, ["window", "segment", "metric", "value", "labelled"])
+    return typed_frame(rows, RANKING_COLUMNS)
