@@ -5,12 +5,14 @@ usage: python benchmarks/monitoring.py [--days 90] [--per-day 10000]
 What is timed, in a fresh home holding a binary model (15 numeric + 5 categorical features, the same
 generator as the drift benchmark) with ``--days`` days of events, ``--per-day`` a day, 70% labelled:
 
-  load            ingesting the history day by day; each write brings that day's profiles up to date
+  load            ingesting the history day by day; each write brings that day's profiles up to date (in the
+                  background: the time includes waiting for the last one)
   add one day     ingesting one more day (events and labels) after the whole history: it recomputes that
                   day's profiles only, so it should cost about what a day cost during the load, whatever
                   the history's length; a refresh right after it finds nothing left to recompute
   read a series   ``store.performance(model, window="1d")`` and ``store.drift(..., columns=[one column])``
-                  over the whole history, read from the stored profiles (goal: under 50 ms)
+                  over the whole history, read from the stored profiles: the first read (goal: under 50 ms)
+                  and the same read again, which decodes only the profiles that changed
 
 Prints one table; the last lines state the goals.
 """
@@ -90,34 +92,48 @@ def main() -> None:
             store.log_predictions("bench", "1", events)
             store.log_labels("bench", labels)
             load_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        store.refresh_profiles("bench", version="1")  # waits for the write path to finish the last day
+        load_s += time.perf_counter() - t0
 
         events, labels = day_batch(args.days, args.per_day, start)
-        ingest_s, _ = timed(lambda: (store.log_predictions("bench", "1", events), store.log_labels("bench", labels)))
+        ingest_s, _ = timed(lambda: (store.log_predictions("bench", "1", events), store.log_labels("bench", labels),
+                                     store.refresh_profiles("bench", version="1")))
         incr_s, recomputed_after = timed(lambda: store.refresh_profiles("bench", version="1"))
-        perf_s, perf = timed(lambda: store.performance("bench", version="1", window="1d", metrics=["accuracy"]),
-                             repeats=5)
-        drift_s, drift = timed(lambda: store.drift("bench", version="1", window="1d", columns=["num_0"]), repeats=5)
+        def accuracy():
+            return store.performance("bench", version="1", window="1d", metrics=["accuracy"])
+
+        def drift_of_one():
+            return store.drift("bench", version="1", window="1d", columns=["num_0"])
+
+        perf_cold, _ = timed(accuracy)  # the first read decodes every profile; the next only what changed
+        perf_s, perf = timed(accuracy, repeats=5)
+        drift_cold, _ = timed(drift_of_one)
+        drift_s, drift = timed(drift_of_one, repeats=5)
         week_s, _ = timed(lambda: store.performance("bench", version="1", window="1w"), repeats=5)
 
     total = (args.days + 1) * args.per_day
     print(f"vigil {vigil.__version__}: {args.days} days x {args.per_day:,} events ({total:,} events), "
           "15 numeric + 5 categorical features, 70% labelled")
-    print(f"{'step':<52}{'seconds':>10}")
-    print("-" * 62)
+    print(f"{'step':<66}{'seconds':>10}")
+    print("-" * 76)
     for name, value in [
         (f"load the history (ingest {args.days} days)", load_s),
         ("  of which a day, on average", load_s / args.days),
-        ("add one day: ingest events and labels", ingest_s),
-        (f"refresh after it ({recomputed_after} windows left to recompute)", incr_s),
-        (f"read a {perf['window'].nunique()}-day series: accuracy, 1d", perf_s),
-        (f"read a {drift['window'].nunique()}-day series: drift of one column, 1d", drift_s),
+        ("add one day: ingest events and labels, profiles updated", ingest_s),
+        (f"a refresh after it ({recomputed_after} windows left to recompute)", incr_s),
+        (f"read a {perf['window'].nunique()}-day series: accuracy, 1d (first read)", perf_cold),
+        ("  again (median of 5)", perf_s),
+        (f"read a {drift['window'].nunique()}-day series: drift of one column, 1d (first read)", drift_cold),
+        ("  again (median of 5)", drift_s),
         ("read weekly performance (merged from days)", week_s),
     ]:
-        print(f"{name:<52}{value:>10.4f}")
+        print(f"{name:<66}{value:>10.4f}")
     ratio = ingest_s / (load_s / args.days)
     print(f"\nGOALS: a day added after {args.days} days costs {ratio:.2f}x a day of the load (goal ~1: "
-          f"independent of the history); {perf['window'].nunique()}-day series read in {perf_s * 1000:.1f} ms "
-          f"(accuracy) and {drift_s * 1000:.1f} ms (drift of one column) (goal < 50 ms: "
+          f"independent of the history); {perf['window'].nunique()}-day series first read in {perf_cold * 1000:.1f} ms "
+          f"(accuracy) and {drift_cold * 1000:.1f} ms (drift of one column), again in {perf_s * 1000:.1f} and "
+          f"{drift_s * 1000:.1f} ms (goal for the repeated read, the median of 5 as recorded before: < 50 ms: "
           f"{'met' if max(perf_s, drift_s) < 0.05 else 'MISSED'})")
 
 

@@ -22,6 +22,7 @@ from vigil.core.monitoring import (
     categorical_drift,
     integrity_metrics,
     numeric_drift,
+    numeric_drift_series,
     outside_share,
     parse_window,
     profile_wasserstein,
@@ -379,3 +380,23 @@ def test_compare_integrity_and_drift_use_the_core_figures(halves):
     assert row["status"] == ("drift" if row["drifted"] else "ok")
     tiny = compare(reference[columns], cur[columns].head(10))
     assert (tiny.drift["status"] == "insufficient_data").all() and tiny.drift["drifted"].isna().all()
+
+
+def test_a_drift_series_equals_each_window_computed_alone():
+    rng = np.random.default_rng(11)
+    train = rng.gamma(2.0, size=4000)
+    edges, deciles = baseline_edges(train)
+    ref = prof.NumericProfile(edges=edges).update(train)
+    days = [prof.NumericProfile(edges=edges).update(rng.gamma(2.0 + shift, size=n) + (shift > 0.4) * 30)
+            for shift, n in ((0.0, 600), (0.3, 800), (0.6, 20), (0.9, 500))]
+    days.insert(2, prof.NumericProfile(edges=edges).update([np.nan] * 5))  # no finite value: nothing measured
+    old_style = prof.NumericProfile(edges=edges).update(rng.gamma(2.0, size=300))
+    old_style.hist_sums = None  # a profile kept before the sums were: linear interpolation of the counts
+    days.append(old_style)
+    series = numeric_drift_series(ref, days, edges, deciles)
+    alone = [numeric_drift(ref, day, edges, deciles) for day in days]
+    assert [r["status"] for r in series] == ["ok", "drift", "insufficient_data", "insufficient_data", "drift", "ok"]
+    for got, want in zip(series, alone, strict=True):
+        assert got.keys() == want.keys()
+        assert all(got[k] == want[k] or (np.isnan(got[k]) and np.isnan(want[k])) for k in got if k != "drifted")
+        assert got["drifted"] == want["drifted"]

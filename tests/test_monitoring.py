@@ -198,3 +198,24 @@ def test_a_version_without_training_data_takes_its_first_day_of_events_as_baseli
     with vigil.open(home, read_only=True) as reader:  # the baseline was kept at the write: reads agree
         again = reader.drift("m").set_index(["window", "column"])
     pd.testing.assert_frame_equal(again, drift)
+
+
+def test_a_repeated_read_sees_a_window_recomputed_since(tmp_path):
+    rng = np.random.default_rng(5)
+    train = pd.DataFrame({"a": rng.normal(size=500), "label": rng.integers(0, 2, 500)})
+    home = tmp_path / "home"
+
+    def day(n, at, shift=0.0):
+        frame = pd.DataFrame({"a": rng.normal(shift, size=n), "prediction": rng.integers(0, 2, n),
+                              "score": rng.random(n), "timestamp": pd.Timestamp(at)})
+        return frame.assign(event_id=[f"{at}-{shift}-{i}" for i in range(n)])
+
+    with vigil.open(home) as store:
+        store.register_model("m", version="1", training_data=train, target="label")
+        store.log_predictions("m", "1", pd.concat([day(200, "2026-01-01 05:00"), day(200, "2026-01-02 05:00")]))
+        before = store.drift("m", columns=["a"])  # decoded and held
+        store.log_predictions("m", "1", day(2000, "2026-01-02 09:00", shift=4.0))  # the second day recomputed
+        after = store.drift("m", columns=["a"])
+    with vigil.open(home, read_only=True) as fresh:
+        pd.testing.assert_frame_equal(after, fresh.drift("m", columns=["a"]))
+    assert before["drifted"].tolist() == [False, False] and after["drifted"].tolist() == [False, True]

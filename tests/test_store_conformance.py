@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -1130,6 +1131,24 @@ def test_profiles_are_stored_replaced_and_read_by_segment_and_grain(backend: Bac
     assert profiles.mark(clf, "1", "", "1d") == new_marks
     assert [p for _, _, p in profiles.read(clf, "1", seg, "1d", columns=None, start=None, end=None)] == [
         _payload("segment")]
+
+
+def test_stamped_reads_leave_out_the_payloads_the_caller_holds(backend: Backend, clf: int) -> None:
+    profiles = backend.profiles
+    days = [T0 + i * DAY for i in range(3)]
+    profiles.replace(clf, "1", "", "1d", {d: {"age": _payload(f"age {i}")} for i, d in enumerate(days)}, (T0, None))
+    first = profiles.read_stamped(clf, "1", "", "1d", columns=None, start=None, end=None)
+    assert [(at, name, p) for at, name, _, p in first] == profiles.read(clf, "1", "", "1d", columns=None,
+                                                                         start=None, end=None)
+    held = {(at, name, stamp) for at, name, stamp, _ in first}
+    again = profiles.read_stamped(clf, "1", "", "1d", columns=None, start=None, end=None, have=held)
+    assert [(at, p) for at, _, _, p in again] == [(d, None) for d in days]  # all held: no payload read
+    time.sleep(0.002)  # a later computation gets a later stamp
+    profiles.replace(clf, "1", "", "1d", {days[1]: {"age": _payload("age 1 again")}}, (T0 + DAY, None))
+    changed = profiles.read_stamped(clf, "1", "", "1d", columns=None, start=None, end=None, have=held)
+    assert [(at, p) for at, _, _, p in changed] == [(days[0], None), (days[1], _payload("age 1 again")),
+                                                    (days[2], None)]
+    assert changed[1][2] != first[1][2]
 
 
 def test_forgetting_windows_drops_them_and_every_mark_of_the_version(backend: Backend, clf: int) -> None:

@@ -146,9 +146,11 @@ def coarse_counts(fine_counts: np.ndarray, edges: np.ndarray, coarse_edges: np.n
 
     >>> coarse_counts(np.array([1, 2, 3, 4]), np.array([1.0, 2.0, 3.0]), np.array([2.0]))
     array([3, 7])
+
+    Rows of a 2-D ``fine_counts`` (one profile each) are summed each on its own.
     """
     splits = np.searchsorted(edges, coarse_edges) + 1
-    return np.add.reduceat(np.asarray(fine_counts), np.unique(np.concatenate([[0], splits])))
+    return np.add.reduceat(np.asarray(fine_counts), np.unique(np.concatenate([[0], splits])), axis=-1)
 
 
 # -- drift -----------------------------------------------------------------------------------------------------
@@ -226,22 +228,75 @@ def numeric_drift(ref: prof.NumericProfile, cur: prof.NumericProfile, edges: np.
     >>> numeric_drift(ref, prof.NumericProfile(edges=edges).update([9.0] * 5), edges, deciles)["status"]
     'insufficient_data'
     """
-    n_ref, n_cur = int(ref.count), int(cur.count)
-    if not n_ref or not n_cur:
-        return drift.decide(dict.fromkeys(_NUMERIC_STATS, math.nan), "numeric", method, threshold, n_ref=n_ref,
-                            n_cur=n_cur)
+    return numeric_drift_series(ref, [cur], edges, deciles, method=method, threshold=threshold)[0]
+
+
+def numeric_drift_series(ref: prof.NumericProfile, currents: list[prof.NumericProfile], edges: np.ndarray,
+                         deciles: np.ndarray, *, method: str | None = None, threshold: float | None = None
+                         ) -> list[dict[str, Any]]:
+    """:func:`numeric_drift` of each of ``currents`` against one reference, computed for all of them at once
+    (a window series against the training baseline).
+
+    >>> rng = np.random.default_rng(0)
+    >>> train = rng.normal(size=5000)
+    >>> edges, deciles = baseline_edges(train)
+    >>> ref = prof.NumericProfile(edges=edges).update(train)
+    >>> days = [prof.NumericProfile(edges=edges).update(rng.normal(shift, size=500)) for shift in (0.0, 0.5)]
+    >>> [r["status"] for r in numeric_drift_series(ref, days, edges, deciles)]
+    ['ok', 'drift']
+    """
+    n_ref = int(ref.count)
+    results: list[dict[str, Any] | None] = [None] * len(currents)
+    usable = []
+    for i, cur in enumerate(currents):
+        if n_ref and cur.count:
+            usable.append(i)
+        else:
+            results[i] = drift.decide(dict.fromkeys(_NUMERIC_STATS, math.nan), "numeric", method, threshold,
+                                      n_ref=n_ref, n_cur=int(cur.count))
+    if not usable:
+        return results  # type: ignore[return-value]
+    chosen = [currents[i] for i in usable]
+    if ref.hist is None or any(cur.hist is None or not np.array_equal(ref.edges, cur.edges) for cur in chosen):
+        raise InvalidParameterError("both profiles need the same bin edges (see baseline_edges)", field="cur")
     edges = np.asarray(edges, dtype=np.float64)
-    fine_r, fine_c = np.asarray(ref.hist, dtype=float), np.asarray(cur.hist, dtype=float)
+    fine_r = np.asarray(ref.hist, dtype=np.float64)
+    fine_c = np.stack([np.asarray(cur.hist, dtype=np.float64) for cur in chosen])
     coarse_r, coarse_c = coarse_counts(fine_r, edges, deciles), coarse_counts(fine_c, edges, deciles)
-    _, ks_p = drift.ks_from_counts(fine_r, fine_c)
-    stats = {
-        "wasserstein": profile_wasserstein(ref, cur).value,
-        "psi": drift.psi_from_counts(coarse_r, coarse_c),
-        "js_distance": drift.js_distance_from_counts(coarse_r, coarse_c),
-        "hellinger": drift.hellinger_from_counts(coarse_r, coarse_c),
-        "ks_p_value": ks_p,
-    }
-    return drift.decide(stats, "numeric", method, threshold, n_ref=n_ref, n_cur=n_cur)
+    _, ks_p = drift.ks_rows(fine_r, fine_c)
+    psi = drift.psi_rows(coarse_r, coarse_c)
+    js = drift.js_distance_rows(coarse_r, coarse_c)
+    hellinger = drift.hellinger_rows(coarse_r, coarse_c)
+    wasserstein = _wasserstein_series(ref, chosen)
+    for k, i in enumerate(usable):
+        stats = {"wasserstein": float(wasserstein[k]), "psi": float(psi[k]), "js_distance": float(js[k]),
+                 "hellinger": float(hellinger[k]), "ks_p_value": float(ks_p[k])}
+        results[i] = drift.decide(stats, "numeric", method, threshold, n_ref=n_ref, n_cur=int(chosen[k].count))
+    return results  # type: ignore[return-value]
+
+
+def _wasserstein_series(ref: prof.NumericProfile, currents: list[prof.NumericProfile]) -> np.ndarray:
+    """:func:`profile_wasserstein`'s normalised values of each current profile against ``ref``."""
+    edges = ref.edges
+    scale = drift.wasserstein_scale(ref.std, ref.min, ref.max)
+    with_sums = [k for k, cur in enumerate(currents)
+                 if cur.hist_sums is not None and np.isfinite(cur.hist_sums).all()]
+    values = np.empty(len(currents))
+    if ref.hist_sums is None or not np.isfinite(ref.hist_sums).all():
+        with_sums = []
+    if with_sums:
+        chosen = [currents[k] for k in with_sums]
+        lower = np.array([min(ref.min, cur.min, float(edges[0])) for cur in chosen])
+        upper = np.array([max(ref.max, cur.max, float(edges[-1])) for cur in chosen])
+        value, _, _ = drift.wasserstein_rows(np.asarray(ref.hist, dtype=np.float64),
+                                             np.stack([np.asarray(c.hist, dtype=np.float64) for c in chosen]),
+                                             np.asarray(ref.hist_sums, dtype=np.float64),
+                                             np.stack([np.asarray(c.hist_sums, dtype=np.float64) for c in chosen]),
+                                             np.asarray(edges, dtype=np.float64), lower, upper)
+        values[with_sums] = value / scale
+    for k in sorted(set(range(len(currents))) - set(with_sums)):  # profiles kept before the sums were
+        values[k] = profile_wasserstein(ref, currents[k]).value
+    return values
 
 
 def categorical_drift(ref: prof.CategoricalProfile, cur: prof.CategoricalProfile, *, method: str | None = None,

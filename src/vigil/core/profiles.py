@@ -37,6 +37,7 @@ True
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -104,6 +105,24 @@ def _pack(values: np.ndarray) -> str:
 
 def _unpack(text: str) -> np.ndarray:
     return np.frombuffer(_unb64(text), dtype="<f8").astype(np.float64)
+
+
+def _checked_edges(e: np.ndarray) -> np.ndarray:
+    """Histogram edges, validated and made read-only (profiles share them)."""
+    if e.ndim != 1 or e.size == 0:
+        raise ProfileError(f"edges must be a non-empty 1-D array, got shape {e.shape}")
+    if not np.isfinite(e).all():
+        raise ProfileError("edges must be finite")
+    if (np.diff(e) < 0).any():
+        raise ProfileError("edges must be sorted in increasing order")
+    e.flags.writeable = False
+    return e
+
+
+@functools.lru_cache(maxsize=1024)
+def _stored_edges(text: str) -> np.ndarray:
+    """The edges of a stored profile: every window of a column repeats its baseline's, decoded once here."""
+    return _checked_edges(_unpack(text))
 
 
 def _pack_counts(values: np.ndarray) -> str:
@@ -489,17 +508,7 @@ class NumericProfile(Profile):
             self.hist: np.ndarray | None = None
             self.hist_sums: np.ndarray | None = None
         else:
-            e = np.array(edges, dtype=np.float64)
-            if e.ndim != 1 or e.size == 0:
-                raise ProfileError(f"edges must be a non-empty 1-D array, got shape {e.shape}")
-            if not np.isfinite(e).all():
-                raise ProfileError("edges must be finite")
-            if (np.diff(e) < 0).any():
-                raise ProfileError("edges must be sorted in increasing order")
-            e.flags.writeable = False
-            self.edges = e
-            self.hist = np.zeros(e.size + 1, dtype=np.int64)
-            self.hist_sums = np.zeros(e.size + 1, dtype=np.float64)
+            self._set_edges(_checked_edges(np.array(edges, dtype=np.float64)))
         self.count = 0
         self.missing = 0
         self.nonfinite = 0
@@ -509,6 +518,11 @@ class NumericProfile(Profile):
         self.min = math.nan
         self.max = math.nan
         self._sketch = kll_doubles_sketch(self.k)
+
+    def _set_edges(self, edges: np.ndarray) -> None:
+        self.edges = edges
+        self.hist = np.zeros(edges.size + 1, dtype=np.int64)
+        self.hist_sums = np.zeros(edges.size + 1, dtype=np.float64)
 
     def update(self, x: Any) -> Self:
         """Add a batch of values (array-like, Arrow or pandas); returns the profile."""
@@ -587,7 +601,10 @@ class NumericProfile(Profile):
 
     @classmethod
     def _from_config(cls, d: Mapping[str, Any]) -> Self:
-        return cls(edges=None if d["edges"] is None else _unpack(d["edges"]), k=d["k"])
+        profile = cls(k=d["k"])
+        if d["edges"] is not None:
+            profile._set_edges(_stored_edges(d["edges"]))
+        return profile
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +35,7 @@ from vigil.core.monitoring import (
     baseline_edges,
     categorical_drift,
     integrity_metrics,
-    numeric_drift,
+    numeric_drift_series,
     parse_window,
     training_integrity,
     window_start,
@@ -174,6 +176,45 @@ def time_bound(value: Any, field: str) -> dt.datetime | None:
     return naive_utc(value, field=field)
 
 
+class DecodedProfiles:
+    """Stored profiles already decoded, per series (model id, version, segment, grain) and ``(window start,
+    column, stamp)``: a read decodes only what changed since the last one. The profiles are shared between reads,
+    never changed (merging makes new ones); the series read least recently go first past ``capacity`` profiles.
+
+    >>> cache = DecodedProfiles(capacity=2)
+    >>> cache.keep((1, "1", "", "1d"), {("d1", "age", 7): "profile"})
+    >>> cache.held((1, "1", "", "1d"))
+    {('d1', 'age', 7): 'profile'}
+    >>> cache.keep((1, "1", "", "1d"), {("d1", "age", 8): "recomputed"})  # the older stamp goes
+    >>> cache.held((1, "1", "", "1d"))
+    {('d1', 'age', 8): 'recomputed'}
+    """
+
+    def __init__(self, capacity: int = 5000) -> None:
+        self.capacity = capacity
+        self._series: OrderedDict[tuple[Any, ...], dict[tuple[Any, str, Any], Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def held(self, series: tuple[Any, ...]) -> dict[tuple[Any, str, Any], Any]:
+        """The decoded profiles of a series (a copy: safe to read while others keep)."""
+        with self._lock:
+            return dict(self._series.get(series, {}))
+
+    def keep(self, series: tuple[Any, ...], decoded: dict[tuple[Any, str, Any], Any]) -> None:
+        """Add what a read decoded, dropping the profiles of the same windows and columns it replaces."""
+        if not decoded:
+            return
+        with self._lock:
+            current = {(at, name): stamp for at, name, stamp in decoded}
+            kept = {key: p for key, p in self._series.pop(series, {}).items()
+                    if current.get(key[:2], key[2]) == key[2]}
+            kept.update(decoded)
+            if len(kept) <= self.capacity:
+                self._series[series] = kept
+            while sum(len(v) for v in self._series.values()) > self.capacity:
+                self._series.popitem(last=False)
+
+
 class Monitor:
     """Profiles and metrics of one project's models.
 
@@ -188,6 +229,7 @@ class Monitor:
         self.profiles = registry.store.profiles
         self.events = registry.store.events
         self._baselines: dict[tuple[int, str], Baseline] = {}
+        self._decoded = DecodedProfiles()
 
     # -- baselines -----------------------------------------------------------------------------------
     def baseline(self, mv: ModelVersion) -> Baseline:
@@ -345,10 +387,16 @@ class Monitor:
         names = None if columns is None else set(columns)
         rows: list[tuple[dt.datetime, str, Any]] = []
         replaced = set(fresh) | set(stale)
-        for at, name, payload in self.profiles.read(mv.model_id, mv.version, seg.canonical, grain, columns=columns,
-                                                    start=start, end=end):
+        series = (mv.model_id, mv.version, seg.canonical, grain)
+        held = self._decoded.held(series)
+        decoded: dict[tuple[dt.datetime, str, Any], Any] = {}
+        for at, name, stamp, payload in self.profiles.read_stamped(*series, columns=columns, start=start, end=end,
+                                                                   have=held):
+            key = (at, name, stamp)
+            decoded[key] = held[key] if payload is None else prof.profile_from_dict(json.loads(payload))
             if at not in replaced:
-                rows.append((at, name, prof.profile_from_dict(json.loads(payload))))
+                rows.append((at, name, decoded[key]))
+        self._decoded.keep(series, decoded)
         for at, profiles in fresh.items():
             if (start is None or at >= start) and (end is None or at < end):
                 rows += [(at, name, p) for name, p in profiles.items() if names is None or name in names]
@@ -399,7 +447,8 @@ class Monitor:
         fixed = self._reference(mv, baseline, window, segment, windows)
         bl = self.baseline(mv)
         methods, thresholds = methods or {}, thresholds or {}
-        rows = []
+        rows: list[dict[str, Any]] = []
+        numeric: dict[tuple[str, int], list[tuple[int, Any]]] = {}  # (column, reference) -> (row, current)
         previous: dict[str, Any] | None = None
         source = bl.source if baseline == "training" else str(baseline)
         for start_, profiles in windows.items():
@@ -413,15 +462,22 @@ class Monitor:
                     continue
                 if is_numeric(col) and col.name not in bl.edges:
                     continue  # no finite value in the baseline to compare with
-                if is_numeric(col):
-                    result = numeric_drift(ref, cur, bl.edges[col.name], bl.deciles[col.name],
-                                           method=methods.get(col.name), threshold=thresholds.get(col.name))
+                rows.append({"window": start_, "segment": label, "column": col.name, "role": col.role.value,
+                             "kind": "numeric" if is_numeric(col) else "categorical", "baseline": source})
+                if is_numeric(col):  # computed below, a column's windows against one reference at once
+                    numeric.setdefault((col.name, id(ref)), []).append((len(rows) - 1, cur))
+                    rows[-1]["_ref"] = ref
                 else:
-                    result = categorical_drift(ref, cur, method=methods.get(col.name),
-                                               threshold=thresholds.get(col.name))
-                rows.append({"window": start_, "segment": label, "column": col.name,
-                             "role": col.role.value, "kind": "numeric" if is_numeric(col) else "categorical",
-                             **result, "baseline": source})
+                    rows[-1].update(categorical_drift(ref, cur, method=methods.get(col.name),
+                                                      threshold=thresholds.get(col.name)))
+        for (name, _), items in numeric.items():
+            ref = rows[items[0][0]]["_ref"]
+            results = numeric_drift_series(ref, [cur for _, cur in items], bl.edges[name], bl.deciles[name],
+                                           method=methods.get(name), threshold=thresholds.get(name))
+            for (i, _), result in zip(items, results, strict=True):
+                rows[i].update(result)
+        for row in rows:
+            row.pop("_ref", None)
         return typed_frame(rows, DRIFT_FRAME)
 
     def performance(self, mv: ModelVersion, *, window: str = "1d", segment: Any = None, start: Any = None,

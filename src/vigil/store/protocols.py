@@ -22,7 +22,7 @@ that transaction, so no other writer slips in between.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -177,6 +177,10 @@ class ProfileStore(Protocol):
     def first_day(self, model_id: int, version: str) -> pa.Table: ...
     def read(self, model_id: int, version: str, segment: str, grain: str, *, columns: Iterable[str] | None,
              start: Any, end: Any) -> list[tuple[dt.datetime, str, bytes]]: ...
+    def read_stamped(self, model_id: int, version: str, segment: str, grain: str, *,
+                     columns: Iterable[str] | None, start: Any, end: Any,
+                     have: Collection[tuple[dt.datetime, str, Any]] = ()
+                     ) -> list[tuple[dt.datetime, str, Any, bytes | None]]: ...
     def baseline(self, model_id: int, version: str) -> str | None: ...
     def save_baseline(self, model_id: int, version: str, payload: str) -> None: ...
 

@@ -397,11 +397,23 @@ def psi_from_counts(ref_counts: Any, cur_counts: Any, *, eps: float = 1e-4) -> f
     r, c = _check_counts(ref_counts, cur_counts)
     if not 0 < eps < 1:
         raise MetricInputError(f"eps must be in (0, 1), got {eps!r}")
-    p = r / r.sum()
-    q = c / c.sum()
-    p[p == 0] = eps
-    q[q == 0] = eps
-    return float(np.sum((q - p) * np.log(q / p)))
+    return float(psi_rows(r, c, eps=eps))
+
+
+def _proportions(counts: np.ndarray) -> np.ndarray:
+    return counts / counts.sum(axis=-1, keepdims=True)
+
+
+def psi_rows(ref_counts: np.ndarray, cur_counts: np.ndarray, *, eps: float = 1e-4) -> np.ndarray:
+    """:func:`psi_from_counts` of one reference against each row of ``cur_counts`` (unchecked counts, last axis
+    the bins: the caller has validated them).
+
+    >>> psi_rows(np.array([50.0, 30, 20]), np.array([[40.0, 30, 30], [50, 30, 20]])).round(4).tolist()
+    [0.0629, 0.0]
+    """
+    p, q = _proportions(ref_counts), _proportions(cur_counts)
+    p, q = np.where(p == 0, eps, p), np.where(q == 0, eps, q)
+    return np.sum((q - p) * np.log(q / p), axis=-1)
 
 
 def js_distance_from_counts(ref_counts: Any, cur_counts: Any) -> float:
@@ -417,10 +429,19 @@ def js_distance_from_counts(ref_counts: Any, cur_counts: Any) -> float:
     0.1062
     """
     r, c = _check_counts(ref_counts, cur_counts)
-    p, q = r / r.sum(), c / c.sum()
+    return float(js_distance_rows(r, c))
+
+
+def js_distance_rows(ref_counts: np.ndarray, cur_counts: np.ndarray) -> np.ndarray:
+    """:func:`js_distance_from_counts` of one reference against each row of ``cur_counts`` (unchecked counts).
+
+    >>> js_distance_rows(np.array([1.0, 0]), np.array([[0.0, 1], [1, 0]])).tolist()
+    [1.0, 0.0]
+    """
+    p, q = _proportions(ref_counts), _proportions(cur_counts)
     m = (p + q) / 2.0
-    js = (np.sum(special.rel_entr(p, m)) + np.sum(special.rel_entr(q, m))) / (2.0 * math.log(2.0))
-    return float(min(1.0, math.sqrt(max(js, 0.0))))
+    js = (np.sum(special.rel_entr(p, m), axis=-1) + np.sum(special.rel_entr(q, m), axis=-1)) / (2.0 * math.log(2.0))
+    return np.minimum(1.0, np.sqrt(np.maximum(js, 0.0)))
 
 
 def hellinger_from_counts(ref_counts: Any, cur_counts: Any) -> float:
@@ -435,16 +456,24 @@ def hellinger_from_counts(ref_counts: Any, cur_counts: Any) -> float:
     0.0885
     """
     r, c = _check_counts(ref_counts, cur_counts)
-    h = math.sqrt(0.5 * float(np.sum((np.sqrt(r / r.sum()) - np.sqrt(c / c.sum())) ** 2)))
-    return min(1.0, h)
+    return float(hellinger_rows(r, c))
 
 
-def _kolmogorov_sf(d: float, n_ref: float, n_cur: float) -> float:
-    """P(D > d) from the asymptotic Kolmogorov distribution, effective n with Stephens' correction."""
-    if d <= 0:
-        return 1.0
-    en = math.sqrt(n_ref * n_cur / (n_ref + n_cur))
-    return float(min(1.0, max(0.0, special.kolmogorov((en + 0.12 + 0.11 / en) * d))))
+def hellinger_rows(ref_counts: np.ndarray, cur_counts: np.ndarray) -> np.ndarray:
+    """:func:`hellinger_from_counts` of one reference against each row of ``cur_counts`` (unchecked counts).
+
+    >>> hellinger_rows(np.array([1.0, 0]), np.array([[0.0, 1], [1, 0]])).tolist()
+    [1.0, 0.0]
+    """
+    diff = np.sqrt(_proportions(ref_counts)) - np.sqrt(_proportions(cur_counts))
+    return np.minimum(1.0, np.sqrt(0.5 * np.sum(diff ** 2, axis=-1)))
+
+
+def _kolmogorov_sf(d: Any, n_ref: Any, n_cur: Any) -> np.ndarray:
+    """P(D > d) from the asymptotic Kolmogorov distribution, effective n with Stephens' correction (elementwise)."""
+    en = np.sqrt(n_ref * n_cur / (n_ref + n_cur))
+    tail = np.clip(special.kolmogorov((en + 0.12 + 0.11 / en) * d), 0.0, 1.0)
+    return np.where(np.asarray(d) <= 0, 1.0, tail)
 
 
 def ks_from_counts(ref_counts: Any, cur_counts: Any) -> StatTestResult:
@@ -464,9 +493,22 @@ def ks_from_counts(ref_counts: Any, cur_counts: Any) -> StatTestResult:
     (0.25, 0.139)
     """
     r, c = _check_counts(ref_counts, cur_counts)
-    nr, nc = r.sum(), c.sum()
-    d = float(np.max(np.abs(np.cumsum(r) / nr - np.cumsum(c) / nc)))
-    return StatTestResult(d, _kolmogorov_sf(d, nr, nc))
+    d, p_value = ks_rows(r, c)
+    return StatTestResult(float(d), float(p_value))
+
+
+def ks_rows(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ks_from_counts`'s statistics and p-values of one reference against each row of ``cur_counts``
+    (unchecked counts).
+
+    >>> d, p = ks_rows(np.array([10.0, 10, 10, 10]), np.array([[0.0, 10, 10, 20], [10, 10, 10, 10]]))
+    >>> d.round(2).tolist(), p.round(3).tolist()
+    ([0.25, 0.0], [0.139, 1.0])
+    """
+    nr, nc = ref_counts.sum(axis=-1), cur_counts.sum(axis=-1)
+    cdf_r, cdf_c = np.cumsum(ref_counts, axis=-1) / nr, np.cumsum(cur_counts, axis=-1) / nc[..., None]
+    d = np.max(np.abs(cdf_r - cdf_c), axis=-1)
+    return d, _kolmogorov_sf(d, nr, nc)
 
 
 def chi2_from_counts(ref_counts: Any, cur_counts: Any, *, correction: bool = True) -> StatTestResult:
@@ -669,14 +711,39 @@ def wasserstein_from_sums(
     lo, hi = float(lower), float(upper)
     if not (math.isfinite(lo) and math.isfinite(hi)) or (e.size and (lo > e[0] or hi < e[-1])) or lo > hi:
         raise MetricInputError(f"lower and upper must be finite and enclose the edges, got {lower!r} and {upper!r}")
-    a = np.concatenate([[lo], e])
-    b = np.concatenate([e, [hi]])
+    if scale is not None and not scale > 0:
+        raise MetricInputError(f"scale must be > 0, got {scale!r}")
+    value, low, high = wasserstein_rows(r, c, sums[0], sums[1], e, np.array([lo]), np.array([hi]))
+    if scale is not None:
+        value, low, high = value / scale, low / scale, high / scale
+    return WassersteinEstimate(float(value[0]), float(low[0]), float(high[0]))
+
+
+def wasserstein_rows(ref_counts: np.ndarray, cur_counts: np.ndarray, ref_sums: np.ndarray, cur_sums: np.ndarray,
+                     edges: np.ndarray, lower: np.ndarray, upper: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`wasserstein_from_sums` (unscaled) of one reference against each row of ``cur_counts`` and
+    ``cur_sums`` (2-D), each row closed by its own ``lower`` and ``upper``: arrays of the values, lows and highs.
+    Unchecked: the caller has validated the counts, sums and bounds.
+
+    >>> edges = np.array([1.0, 2.0])
+    >>> value, low, high = wasserstein_rows(np.array([2.0, 2, 0]), np.array([[0.0, 2, 2]]), np.array([0.0, 2, 0]),
+    ...                                     np.array([[0.0, 2, 4]]), edges, np.array([0.0]), np.array([2.0]))
+    >>> value.tolist()
+    [1.0]
+    """
+    r, c = np.atleast_2d(ref_counts), np.atleast_2d(cur_counts)
+    rows = c.shape[0]
+    a = np.concatenate([np.asarray(lower, dtype=np.float64)[:, None], np.broadcast_to(edges, (rows, edges.size))],
+                       axis=1)
+    b = np.concatenate([np.broadcast_to(edges, (rows, edges.size)), np.asarray(upper, dtype=np.float64)[:, None]],
+                       axis=1)
     w = b - a
-    p, q = r / r.sum(), c / c.sum()
+    p, q = np.broadcast_to(_proportions(r), c.shape), _proportions(c)
     with np.errstate(invalid="ignore", divide="ignore"):  # empty bins: no mean, placed on the left edge
-        m_r = np.clip(np.where(r > 0, sums[0] / np.where(r > 0, r, 1.0), a), a, b)
-        m_c = np.clip(np.where(c > 0, sums[1] / np.where(c > 0, c, 1.0), a), a, b)
-    d_a = np.concatenate([[0.0], np.cumsum(p)[:-1] - np.cumsum(q)[:-1]])
+        m_r = np.clip(np.where(r > 0, ref_sums / np.where(r > 0, r, 1.0), a), a, b)
+        m_c = np.clip(np.where(c > 0, cur_sums / np.where(c > 0, c, 1.0), a), a, b)
+    d_a = np.concatenate([np.zeros((rows, 1)), np.cumsum(p, axis=1)[:, :-1] - np.cumsum(q, axis=1)[:, :-1]], axis=1)
     d_b = d_a + p - q
     rise_r, rise_c = p * (b - m_r), q * (b - m_c)  # integrals of F - F(a) and G - G(a) over the bin
     signed = d_a * w + rise_r - rise_c
@@ -685,16 +752,11 @@ def wasserstein_from_sums(
                                  w * np.abs(d_b) + (p * w - rise_r) + (q * w - rise_c)), low)
     steady = (np.sign(d_a) * np.sign(d_b) >= 0) & (np.sign(d_a + d_b) * np.sign(signed) >= 0)
     value = low.copy()
-    mixed = np.flatnonzero(~steady)
-    if mixed.size:
+    mixed = ~steady
+    if mixed.any():
         spread = _spread_evenly(a[mixed], b[mixed], d_a[mixed], p[mixed], q[mixed], m_r[mixed], m_c[mixed])
         value[mixed] = np.clip(spread, low[mixed], high[mixed])
-    out = np.array([value.sum(), low.sum(), high.sum()])
-    if scale is not None:
-        if not scale > 0:
-            raise MetricInputError(f"scale must be > 0, got {scale!r}")
-        out /= scale
-    return WassersteinEstimate(float(out[0]), float(out[1]), float(out[2]))
+    return value.sum(axis=1), low.sum(axis=1), high.sum(axis=1)
 
 
 def _spread_evenly(a: np.ndarray, b: np.ndarray, d_a: np.ndarray, p: np.ndarray, q: np.ndarray,
