@@ -77,7 +77,8 @@ def _sklearn_arrays(tree, values, features=None) -> dict:
     feature = tree.feature if features is None else np.where(tree.feature >= 0, np.asarray(features)[tree.feature], -1)
     return {"left": tree.children_left, "right": tree.children_right, "feature": feature,
             "cover": tree.weighted_n_node_samples, "value": values,
-            "goes_left": lambda x, n: np.float32(x[feature[n]]) <= tree.threshold[n]}
+            "goes_left": lambda x, n: bool(tree.missing_go_to_left[n]) if np.isnan(x[feature[n]])
+            else np.float32(x[feature[n]]) <= tree.threshold[n]}
 
 
 def _c(n):
@@ -115,8 +116,10 @@ def test_isolation_forest_matches_shap_and_its_anomaly_score(bike, max_features)
     assert e.values[worst].sum() < 0
 
 
-def test_isolation_forest_path_dependent_equals_enumerated_shapley_values(bike):
+@pytest.mark.parametrize("missing", [0.0, 0.15], ids=["complete", "with-missing-values"])
+def test_isolation_forest_path_dependent_equals_enumerated_shapley_values(bike, missing):
     X, _ = bike
+    X = X.astype(float).mask(np.random.default_rng(0).random(X.shape) < missing)
     forest = IsolationForest(n_estimators=4, max_samples=16, max_features=0.75, random_state=1).fit(X.iloc[:4000])
     d = X.shape[1]
     trees = []
@@ -169,6 +172,18 @@ def test_isolation_forest_auto_explains_the_score_not_the_label(bike):
     f = as_model_function(forest)  # model-agnostic methods explain the score too, never predict()'s +-1
     assert f.output.startswith("anomaly score (score_samples")
     assert np.array_equal(f(X.iloc[:20]), forest.score_samples(X.iloc[:20]))
+
+
+def test_isolation_forest_subclass_is_read_like_its_base(bike):
+    class Detector(IsolationForest):
+        """A package's detector built on scikit-learn's (as pyod's and others are)."""
+
+    X, _ = bike
+    forest = Detector(n_estimators=10, max_samples=64, random_state=0).fit(X.iloc[:3000])
+    e = explain(forest, X.iloc[:30])
+    assert e.method == "tree" and e.output.startswith("mean path length")
+    assert np.abs(e.model_output - _mean_path_length(forest, X.iloc[:30])).max() < EXACT
+    assert e.efficiency_gap() < EXACT
 
 
 # -- scikit-learn forests subclassed by other packages ------------------------------------------------------
@@ -353,3 +368,18 @@ def test_catboost_interventional_equals_enumerated_shapley_values(catboost, bike
             assert abs(e.expected_value[i] - v[0]) < EXACT * scale
         assert e.efficiency_gap() < EXACT * max(1.0, float(np.abs(e.model_output).max()))
     assert np.abs(e.values[:, list(X_credit.columns).index("status")]).max() > 0.01  # a string column's share
+
+
+def test_catboost_refusals_name_the_way_out(catboost, german):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame, categorical = german
+    model, X = _catboost(catboost.CatBoostRegressor, frame, "credit_amount", categorical)
+    rows = X.iloc[:5].copy()
+    rows.loc[0, "purpose"] = None  # CatBoost cannot read a missing category
+    with pytest.raises(ExplainError, match="CatBoost could not explain these rows"):
+        tree_shap(model, rows)
+    pipe = Pipeline([("same", FunctionTransformer()), ("model", model)])
+    with pytest.raises(ExplainError, match="end of a Pipeline"):
+        tree_shap(pipe, X.iloc[:5])

@@ -34,9 +34,8 @@ class ModelFunction:
     """A model's explained output as a function of raw input rows.
 
     ``kind`` is "classifier", "regressor", "outlier detector" (its ``score_samples``), "torch" or
-    "callable"; ``class_index``
-    the explained class for classifiers; ``output`` says what the number means
-    ("probability of class 1", "log-odds of class 1", "regression value"...).
+    "callable"; ``class_index`` the explained class for classifiers; ``output`` says what the number
+    means ("probability of class 1", "log-odds of class 1", "regression value"...).
     ``wants_frame`` tells whether the model needs a DataFrame (named columns)
     rather than a plain array.
     """
@@ -146,7 +145,8 @@ def as_model_function(
     """Wrap ``model`` as the function an explainer explains.
 
     ``output``: "auto" (probability for classifiers, the prediction for
-    regressors, ``score_samples`` for outlier detectors), "probability", "log-odds" (logit of the class probability, or
+    regressors, the anomaly score ``score_samples`` for outlier detectors, never
+    their +-1 label), "probability", "log-odds" (logit of the class probability, or
     the decision function of a binary classifier) or "raw" (torch: the module's
     output unchanged). ``class_index``: the class to explain (a class label or
     position; binary classifiers default to the positive class).

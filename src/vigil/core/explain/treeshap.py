@@ -1159,6 +1159,10 @@ def tree_shap(
                            "'permutation' or 'kernel')")
     started = time.perf_counter()
     trees = _parse(final, class_index)
+    if trees.library == "catboost" and prefix is not None:
+        raise ExplainError("a CatBoost model at the end of a Pipeline: explain the CatBoost model on the "
+                           "transformed rows (CatBoost encodes categorical columns itself), or use a "
+                           "model-agnostic method on the pipeline")
     names = _input_names(model, final, prefix, feature_names, rows)
     if names is None and prefix is None:
         names = trees.names or [f"x{i}" for i in range(trees.n_features)]
@@ -1189,10 +1193,6 @@ def tree_shap(
     compile_s = 0.0
     engine, extra = "numba", {"max_depth": trees.extra.get("max_depth", _max_depth(trees))}
     if trees.library == "catboost":
-        if prefix is not None:
-            raise ExplainError("a CatBoost model at the end of a Pipeline: explain the CatBoost model on the "
-                               "transformed rows (CatBoost encodes categorical columns itself), or use a "
-                               "model-agnostic method on the pipeline")
         engine = "catboost ShapValues"
         phi, expected, model_output = _catboost_contribs(final, trees, frame, bg_frame)
     elif trees.categorical and not interventional and prefix is None and trees.library in ("xgboost", "lightgbm"):
