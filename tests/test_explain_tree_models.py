@@ -241,9 +241,13 @@ def catboost():
     return pytest.importorskip("catboost")
 
 
+#: one thread, seeded, and no training logs written into the working directory
+CATBOOST_QUIET = {"verbose": 0, "random_seed": 0, "thread_count": 1, "allow_writing_files": False}
+
+
 def _catboost(cls, frame, target, categorical, **params):
     X = frame.drop(columns=[target])
-    model = cls(iterations=40, depth=4, verbose=0, random_seed=0, thread_count=1, **params)
+    model = cls(iterations=40, depth=4, **CATBOOST_QUIET, **params)
     return model.fit(X, frame[target], cat_features=[c for c in categorical if c in X.columns]), X
 
 
@@ -326,7 +330,7 @@ def _oblivious_trees(model, path) -> tuple[list[dict], float]:
 
 def test_catboost_numeric_model_equals_enumerated_shapley_values(catboost, bike, tmp_path):
     X, y = bike
-    model = catboost.CatBoostRegressor(iterations=6, depth=3, verbose=0, random_seed=0, thread_count=1)
+    model = catboost.CatBoostRegressor(iterations=6, depth=3, **CATBOOST_QUIET)
     model.fit(X.iloc[:4000], y.iloc[:4000])
     trees, bias = _oblivious_trees(model, tmp_path / "model.json")
     rows = X.iloc[[10, 5000, 15000]]
@@ -352,7 +356,7 @@ def _interventional_game(model, x, background, columns):
 
 def test_catboost_interventional_equals_enumerated_shapley_values(catboost, bike, german):
     X, y = bike
-    numeric = catboost.CatBoostRegressor(iterations=6, depth=3, verbose=0, random_seed=0, thread_count=1)
+    numeric = catboost.CatBoostRegressor(iterations=6, depth=3, **CATBOOST_QUIET)
     numeric.fit(X.iloc[:4000], y.iloc[:4000])
     frame, categorical = german
     frame = frame[list(frame.columns[:12]) + ["credit"]]  # 12 columns, 7 of them strings
