@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import shap
 from sklearn.ensemble import ExtraTreesRegressor, IsolationForest, RandomForestClassifier, RandomForestRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from vigil.core.explain import choose_method, explain
 from vigil.core.explain.adapters import ExplainError, as_model_function
@@ -88,9 +90,9 @@ def _c(n):
     return np.where(n <= 1, 0.0, np.where(n == 2, 1.0, out))
 
 
-def _mean_path_length(forest, rows):
+def _mean_path_length(forest, rows, max_samples=None):
     """The additive quantity behind score_samples, read back from score_samples itself."""
-    return -_c(forest.max_samples_) * np.log2(-forest.score_samples(rows))
+    return -_c(max_samples or forest.max_samples_) * np.log2(-forest.score_samples(rows))
 
 
 # -- IsolationForest ------------------------------------------------------------------------------------------
@@ -172,6 +174,12 @@ def test_isolation_forest_auto_explains_the_score_not_the_label(bike):
     f = as_model_function(forest)  # model-agnostic methods explain the score too, never predict()'s +-1
     assert f.output.startswith("anomaly score (score_samples")
     assert np.array_equal(f(X.iloc[:20]), forest.score_samples(X.iloc[:20]))
+    pipe = make_pipeline(StandardScaler(), IsolationForest(n_estimators=20, max_samples=64, random_state=0))
+    pipe.fit(X.iloc[:3000])
+    p = explain(pipe, X.iloc[:20])
+    assert p.method == "tree" and p.efficiency_gap() < EXACT
+    assert np.abs(p.model_output - _mean_path_length(pipe, X.iloc[:20], pipe[-1].max_samples_)).max() < EXACT
+    assert as_model_function(pipe).output.startswith("anomaly score")
 
 
 def test_isolation_forest_subclass_is_read_like_its_base(bike):
