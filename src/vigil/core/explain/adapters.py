@@ -33,9 +33,9 @@ OUTPUTS = ("auto", "probability", "log-odds", "raw")
 class ModelFunction:
     """A model's explained output as a function of raw input rows.
 
-    ``kind`` is "classifier", "regressor", "torch" or "callable"; ``class_index``
-    the explained class for classifiers; ``output`` says what the number means
-    ("probability of class 1", "log-odds of class 1", "regression value"...).
+    ``kind`` is "classifier", "regressor", "outlier detector" (its ``score_samples``), "torch" or
+    "callable"; ``class_index`` the explained class for classifiers; ``output`` says what the number
+    means ("probability of class 1", "log-odds of class 1", "regression value"...).
     ``wants_frame`` tells whether the model needs a DataFrame (named columns)
     rather than a plain array.
     """
@@ -104,6 +104,18 @@ def _is_torch_module(model: Any) -> bool:
     return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(model).__mro__)
 
 
+def _is_outlier_detector(model: Any) -> bool:
+    """An outlier detector (IsolationForest...) predicts a +-1 label; its explainable output is its score."""
+    try:
+        from sklearn.base import is_outlier_detector
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return False
+    try:
+        return bool(is_outlier_detector(model))
+    except Exception:  # noqa: BLE001 - an object scikit-learn cannot inspect is not one of its detectors
+        return False
+
+
 def class_position(classes: list[Any], class_index: Any) -> int:
     """The position of the class to explain: ``class_index`` as a label or a position; binary models default
     to the positive (last) class.
@@ -133,7 +145,8 @@ def as_model_function(
     """Wrap ``model`` as the function an explainer explains.
 
     ``output``: "auto" (probability for classifiers, the prediction for
-    regressors), "probability", "log-odds" (logit of the class probability, or
+    regressors, the anomaly score ``score_samples`` for outlier detectors, never
+    their +-1 label), "probability", "log-odds" (logit of the class probability, or
     the decision function of a binary classifier) or "raw" (torch: the module's
     output unchanged). ``class_index``: the class to explain (a class label or
     position; binary classifiers default to the positive class).
@@ -181,6 +194,9 @@ def output_function(model: Any, *, output: str = "auto", class_index: Any = None
             return "classifier", log_odds, f"log-odds of class {label}", position, classes
         return ("classifier", lambda inputs: model.predict_proba(inputs)[:, position],
                 f"probability of class {label}", position, classes)
+    if _is_outlier_detector(model) and hasattr(model, "score_samples"):
+        return ("outlier detector", lambda inputs: model.score_samples(inputs),
+                "anomaly score (score_samples; lower is more anomalous)", None, None)
     if hasattr(model, "predict"):
         return "regressor", lambda inputs: model.predict(inputs), "regression value", None, None
     if callable(model):

@@ -61,6 +61,7 @@ _SKLEARN_BOOSTERS = {
     "GradientBoostingClassifier", "GradientBoostingRegressor",
     "HistGradientBoostingClassifier", "HistGradientBoostingRegressor",
 }
+_ISOLATION_FOREST = "IsolationForest"
 _LOG_LINK = {"count:poisson", "reg:gamma", "reg:tweedie", "poisson", "gamma", "tweedie", "survival:cox"}
 _IDENTITY = {
     "reg:squarederror", "reg:linear", "reg:absoluteerror", "reg:pseudohubererror", "reg:quantileerror",
@@ -148,13 +149,28 @@ def _class_names(model: Any) -> set[str]:
     return {f"{c.__module__.split('.')[0]}.{c.__name__}" for c in type(model).__mro__}
 
 
+def _sklearn_kind(model: Any) -> str | None:
+    """The scikit-learn tree model ``model`` is or derives from ("RandomForestRegressor"...), else None.
+
+    Classes of other packages built on a scikit-learn forest (scikit-optimize's, for example) keep its trees
+    in ``estimators_``/``tree_``, so they are read like the scikit-learn class they derive from.
+    """
+    known = _SKLEARN_FORESTS | _SKLEARN_BOOSTERS | {_ISOLATION_FOREST}
+    for cls in type(model).__mro__:
+        if cls.__module__.startswith("sklearn.") and cls.__name__ in known:
+            return cls.__name__
+    return None
+
+
 def _library(model: Any) -> str | None:
     names = _class_names(model)
     if names & {"xgboost.XGBModel", "xgboost.Booster"}:
         return "xgboost"
     if names & {"lightgbm.LGBMModel", "lightgbm.Booster"}:
         return "lightgbm"
-    if type(model).__module__.startswith("sklearn") and type(model).__name__ in _SKLEARN_FORESTS | _SKLEARN_BOOSTERS:
+    if names & {"catboost.CatBoost"}:
+        return "catboost"
+    if _sklearn_kind(model) is not None:
         return "sklearn"
     return None
 
@@ -170,10 +186,10 @@ def _split_pipeline(model: Any) -> tuple[Any, Any]:
 def tree_supports(model: Any) -> bool:
     """Whether ``tree_shap`` can explain ``model`` (a tree ensemble, or a Pipeline ending in one).
 
-    >>> from sklearn.ensemble import RandomForestRegressor
+    >>> from sklearn.ensemble import IsolationForest, RandomForestRegressor
     >>> from sklearn.linear_model import LinearRegression
-    >>> tree_supports(RandomForestRegressor()), tree_supports(LinearRegression())
-    (True, False)
+    >>> tree_supports(RandomForestRegressor()), tree_supports(IsolationForest()), tree_supports(LinearRegression())
+    (True, True, False)
     """
     final, _ = _split_pipeline(model)
     library = _library(final)
@@ -425,13 +441,65 @@ def _sklearn_tree(tree: Any, values: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _parse_sklearn(model: Any, class_index: Any) -> _Trees:
-    name = type(model).__name__
+    trees = _parse_sklearn_kind(model, class_index)
+    if not type(model).__module__.startswith("sklearn."):
+        _check_subclass_output(model, trees)
+    return trees
+
+
+def _probe_rows(trees: _Trees, n_rows: int = 16) -> np.ndarray:
+    """Rows that reach many leaves: each feature takes values just below and above its split thresholds."""
+    rng = np.random.default_rng(0)
+    X = np.zeros((n_rows, trees.n_features))
+    for j in range(trees.n_features):
+        cuts = np.unique(trees.threshold[trees.feature == j])
+        if cuts.size:
+            spread = max(1e-3, 1e-3 * float(np.abs(cuts).max()))
+            X[:, j] = rng.choice(np.concatenate([cuts - spread, cuts + spread]), size=n_rows)
+    return X
+
+
+def _check_subclass_output(model: Any, trees: _Trees) -> None:
+    """A class derived from a scikit-learn tree model may change what it predicts: refuse it if it does."""
+    kind = _sklearn_kind(model)
+    X = _probe_rows(trees)
+    frame = pd.DataFrame(X, columns=trees.names) if trees.names is not None else X
+    pos = trees.extra.get("position", 0)
+    try:
+        if kind == _ISOLATION_FOREST:
+            c = trees.extra["path_normaliser"]
+            theirs = -c * np.log2(-np.asarray(model.score_samples(frame), dtype=np.float64))
+        elif trees.output_kind == "probability":
+            theirs = np.asarray(model.predict_proba(frame), dtype=np.float64)[:, pos]
+        elif trees.output_kind in ("log-odds", "margin"):
+            theirs = np.asarray(model.decision_function(frame), dtype=np.float64)
+            theirs = theirs[:, pos] if theirs.ndim == 2 else (theirs if pos == 1 or trees.output_kind == "margin"
+                                                                else -theirs)
+        elif trees.output_text == "log of the predicted mean":
+            theirs = np.log(np.asarray(model.predict(frame), dtype=np.float64))
+        else:
+            theirs = np.asarray(model.predict(frame), dtype=np.float64)
+            theirs = theirs[:, pos] if theirs.ndim == 2 else theirs
+    except Exception as err:  # noqa: BLE001 - a subclass whose output cannot be read back is not explained
+        raise ExplainError(f"{type(model).__name__} derives from scikit-learn's {kind} but its output could not "
+                           f"be checked against its trees ({err}): use a model-agnostic method") from None
+    ours = _tree_sum(trees, X.astype(trees.input_dtype).astype(np.float64))
+    gap = float(np.max(np.abs(ours - theirs)))
+    if not gap <= 1e-6 * max(1.0, float(np.max(np.abs(theirs)))):
+        raise ExplainError(f"{type(model).__name__} derives from scikit-learn's {kind} but does not output what its "
+                           f"trees add up to (differs by {gap:.3g}): use a model-agnostic method")
+
+
+def _parse_sklearn_kind(model: Any, class_index: Any) -> _Trees:
+    name = _sklearn_kind(model) or type(model).__name__
     is_classifier = hasattr(model, "classes_")
     classes = list(np.asarray(model.classes_).tolist()) if is_classifier else [None]
     if is_classifier and isinstance(model.classes_, list):
         raise ExplainError(f"a multi-output {name} is not supported: explain one output's model")
     names = [str(n) for n in model.feature_names_in_] if hasattr(model, "feature_names_in_") else None
     n_features = int(model.n_features_in_)
+    if name == _ISOLATION_FOREST:
+        return _parse_isolation_forest(model, names, n_features)
     if name.startswith("HistGradientBoosting"):
         return _parse_hgb(model, classes, class_index, names, n_features)
     pos = class_position(classes, class_index) if is_classifier else 0
@@ -485,6 +553,48 @@ def _parse_sklearn(model: Any, class_index: Any) -> _Trees:
                    extra={"classes": classes, "position": pos})
 
 
+def _average_path_length(n_samples: np.ndarray) -> np.ndarray:
+    """c(n): the mean path length of an unsuccessful binary search among n points (Liu et al., 2008)."""
+    n = np.asarray(n_samples, dtype=np.float64)
+    safe = np.maximum(n, 3.0)
+    deep = 2.0 * (np.log(safe - 1.0) + np.euler_gamma) - 2.0 * (safe - 1.0) / safe
+    return np.where(n <= 1, 0.0, np.where(n == 2, 1.0, deep))
+
+
+def _parse_isolation_forest(model: Any, names: list[str] | None, n_features: int) -> _Trees:
+    """The trees of an IsolationForest, each leaf worth its path length: depth + c(training points in the leaf).
+
+    What they add up to (averaged) is the mean path length h(x); ``score_samples`` is -2 ** (-h(x) / c(m)) for
+    m = ``max_samples_``, a monotone transform of it, and ``decision_function`` that minus ``offset_``.
+    """
+    estimators = list(model.estimators_)
+    subsets = list(getattr(model, "estimators_features_", [None] * len(estimators)))
+    max_features = int(getattr(model, "_max_features", n_features))
+    normaliser = float(_average_path_length(np.array([model.max_samples_]))[0])
+    if normaliser <= 0:
+        raise ExplainError("an IsolationForest with max_samples=1 gives every row the same score: nothing to explain")
+    trees = []
+    for est, subset in zip(estimators, subsets, strict=True):
+        tree = est.tree_
+        left, right = tree.children_left, tree.children_right
+        depth = np.zeros(tree.node_count)
+        for node in range(tree.node_count):  # scikit-learn numbers every child after its parent
+            if left[node] >= 0:
+                depth[left[node]] = depth[right[node]] = depth[node] + 1.0
+        values = (depth + _average_path_length(tree.n_node_samples)) / len(estimators)
+        arrays = _sklearn_tree(tree, values)
+        if subset is not None and max_features != n_features:  # each tree saw only its own columns
+            inner = arrays["feature"] >= 0
+            arrays["feature"] = np.where(inner, np.asarray(subset)[np.where(inner, arrays["feature"], 0)], -1)
+        trees.append(arrays)
+    offset = float(getattr(model, "offset_", -0.5))
+    text = (f"mean path length (score_samples = -2 ** (-mean path length / {normaliser:.6g}), decision_function = "
+            f"score_samples - ({offset:.6g}); shorter paths are more anomalous)")
+    return _concat(trees, base_offset=0.0, n_features=n_features, input_dtype=np.float32, output_kind="raw",
+                   output_text=text, library="sklearn", names=names,
+                   extra={"classes": [None], "position": 0, "path_normaliser": normaliser, "offset": offset})
+
+
 def _parse_hgb(model: Any, classes: list[Any], class_index: Any, names: list[str] | None,
                n_features: int) -> _Trees:
     is_classifier = classes != [None]
@@ -522,8 +632,89 @@ def _parse_hgb(model: Any, classes: list[Any], class_index: Any, names: list[str
                    library="sklearn", names=names, extra={"classes": classes, "position": pos})
 
 
+_CATBOOST_IDENTITY = {"RMSE", "MAE", "Quantile", "MAPE", "Huber", "Expectile", "Lq", "SurvivalAft"}
+
+
+def _parse_catboost(model: Any, class_index: Any) -> _Trees:
+    """What a CatBoost model's trees add up to; its attributions come from CatBoost's own exact TreeSHAP.
+
+    CatBoost splits a categorical column on target statistics of its categories (and of combinations of
+    columns) that only CatBoost can recompute, so no node arrays are kept here: ``_catboost_contribs``
+    asks the model for its path-dependent SHAP values instead.
+    """
+    if not model.is_fitted():
+        raise ExplainError(f"the {type(model).__name__} is not fitted")
+    params = model.get_all_params()
+    objective = str(params.get("loss_function", "RMSE")).split(":")[0]
+    classes_attr = getattr(model, "classes_", None)
+    classes = list(np.asarray(classes_attr).tolist()) if classes_attr is not None and len(classes_attr) else None
+    multiclass = objective in ("MultiClass", "MultiClassOneVsAll")
+    binary = objective in ("Logloss", "CrossEntropy")
+    if objective in ("MultiRMSE", "RMSEWithUncertainty", "MultiLogloss", "MultiCrossEntropy", "MultiQuantile"):
+        raise ExplainError(f"a CatBoost model with loss_function={objective} has several outputs a row: TreeSHAP "
+                           "explains one; use a model-agnostic method on one output")
+    if multiclass:
+        classes = classes or list(range(int(params.get("classes_count") or 0)))
+    elif binary:
+        classes = classes if classes and len(classes) == 2 else [0, 1]
+    else:
+        classes = [None]
+    pos = class_position(classes, class_index) if classes != [None] else 0
+    label = classes[pos]
+    if objective == "MultiClassOneVsAll":
+        kind, text = "log-odds", f"log-odds of class {label} (one-vs-all)"
+    elif multiclass:
+        kind, text = "margin", f"margin of class {label} (softmax input)"
+    elif binary:
+        kind, text = "log-odds", f"log-odds of class {label}"
+    elif objective in _CATBOOST_IDENTITY:
+        kind, text = "raw", "regression value"
+    elif objective in ("Poisson", "Tweedie"):
+        kind, text = "raw", "log of the predicted mean"
+    else:
+        kind, text = "raw", f"raw score ({objective})"
+    names = [str(n) for n in model.feature_names_]
+    return _concat([], base_offset=0.0, n_features=len(names), input_dtype=np.float64, output_kind=kind,
+                   output_text=text, library="catboost", names=names, categorical=True,
+                   extra={"classes": classes, "position": pos, "n_classes": len(classes) if multiclass else 1,
+                          "n_trees": int(model.tree_count_), "max_depth": int(params.get("depth", 6)),
+                          "cat_features": list(model.get_cat_feature_indices())})
+
+
+def _catboost_contribs(model: Any, trees: _Trees, frame: pd.DataFrame,
+                       background: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CatBoost's own exact TreeSHAP (it recomputes its categorical statistics itself): (phi, expected, raw
+    output) per row, for the explained class. Path-dependent without ``background``; with it, interventional
+    (CatBoost's "Independent Tree SHAP" against those rows)."""
+    import catboost
+
+    pos, n_classes = trees.extra["position"], trees.extra["n_classes"]
+    cat_features = trees.extra["cat_features"]
+    try:
+        if background is None:
+            pool = catboost.Pool(frame, cat_features=cat_features)
+            out = model.get_feature_importance(pool, type="ShapValues", shap_calc_type="Regular")
+        else:
+            # CatBoost reads a label from both pools to build its loss; the raw output does not depend on it
+            label = np.full(len(frame), trees.extra["classes"][0] if trees.extra["classes"] != [None] else 0.0)
+            pool = catboost.Pool(frame, label=label, cat_features=cat_features)
+            reference = catboost.Pool(background, label=label[:1].repeat(len(background)),
+                                      cat_features=cat_features)
+            out = model.get_feature_importance(pool, type="ShapValues", reference_data=reference)
+        raw = np.asarray(model.predict(pool, prediction_type="RawFormulaVal"), dtype=np.float64)
+    except catboost.CatBoostError as err:
+        raise ExplainError(f"CatBoost could not explain these rows: {err}") from None
+    out = np.asarray(out, dtype=np.float64)
+    if out.ndim == 3:
+        out, raw = out[:, pos, :], raw[:, pos]
+    sign = -1.0 if (n_classes <= 1 and trees.output_kind == "log-odds" and pos == 0) else 1.0
+    return sign * out[:, :-1], sign * out[:, -1], sign * raw
+
+
 def _parse(model: Any, class_index: Any) -> _Trees:
     library = _library(model)
+    if library == "catboost":
+        return _parse_catboost(model, class_index)
     if library == "xgboost":
         return _parse_xgboost(model, class_index)
     if library == "lightgbm":
@@ -532,7 +723,7 @@ def _parse(model: Any, class_index: Any) -> _Trees:
         if not hasattr(model, "n_features_in_"):
             raise ExplainError(f"the {type(model).__name__} is not fitted")
         return _parse_sklearn(model, class_index)
-    raise ExplainError(f"TreeSHAP explains tree ensembles (XGBoost, LightGBM, scikit-learn trees); a "
+    raise ExplainError(f"TreeSHAP explains tree ensembles (XGBoost, LightGBM, CatBoost, scikit-learn trees); a "
                        f"{type(model).__name__} is not one: use a model-agnostic method (method='exact', "
                        "'permutation' or 'kernel')")
 
@@ -680,6 +871,8 @@ def _input_names(model: Any, final: Any, prefix: Any, feature_names: Sequence[st
                     all(n.startswith("Column_") for n in names):
                 return [str(c) for c in rows.columns]
             return list(names)
+        if lib == "catboost":
+            return [str(n) for n in final.feature_names_]
     if isinstance(rows, pd.DataFrame):
         return [str(c) for c in rows.columns]
     return None
@@ -924,9 +1117,13 @@ def tree_shap(
 ) -> Explanation:
     """Exact TreeSHAP attributions of a tree ensemble's output, one row per row of ``rows``.
 
-    ``model``: an XGBoost or LightGBM model (scikit-learn API or Booster), a scikit-learn decision tree,
-    random forest, extra trees, gradient boosting or histogram gradient boosting model, or a Pipeline
-    ending in one (attributions are then summed back to the pipeline's raw input columns).
+    ``model``: an XGBoost or LightGBM model (scikit-learn API or Booster), a CatBoost model (explained by
+    CatBoost's own exact TreeSHAP, string categorical columns included), a scikit-learn decision tree,
+    random forest, extra trees, gradient boosting, histogram gradient boosting model or IsolationForest
+    (or a class of another package derived from one, checked to output what its trees add up to), or a
+    Pipeline ending in one (attributions are then summed back to the pipeline's raw input columns).
+    An IsolationForest is explained on its mean path length, the additive quantity behind its anomaly
+    score: ``score_samples = -2 ** (-mean path length / c)``, with c stated in the explanation's ``output``.
     ``rows``: a DataFrame or a 2-D array in the model's column order.
     ``feature_perturbation``: "path_dependent" (the trees' training cover; ``background`` is not used)
     or "interventional" (needs ``background`` rows; at most ``max_background`` of them, sampled with
@@ -962,6 +1159,10 @@ def tree_shap(
                            "'permutation' or 'kernel')")
     started = time.perf_counter()
     trees = _parse(final, class_index)
+    if trees.library == "catboost" and prefix is not None:
+        raise ExplainError("a CatBoost model at the end of a Pipeline: explain the CatBoost model on the "
+                           "transformed rows (CatBoost encodes categorical columns itself), or use a "
+                           "model-agnostic method on the pipeline")
     names = _input_names(model, final, prefix, feature_names, rows)
     if names is None and prefix is None:
         names = trees.names or [f"x{i}" for i in range(trees.n_features)]
@@ -990,8 +1191,11 @@ def tree_shap(
         X_bg = None if bg_frame is None or trees.categorical else _matrix(bg_frame, names)
 
     compile_s = 0.0
-    engine, extra = "numba", {"max_depth": _max_depth(trees)}
-    if trees.categorical and not interventional and prefix is None and trees.library in ("xgboost", "lightgbm"):
+    engine, extra = "numba", {"max_depth": trees.extra.get("max_depth", _max_depth(trees))}
+    if trees.library == "catboost":
+        engine = "catboost ShapValues"
+        phi, expected, model_output = _catboost_contribs(final, trees, frame, bg_frame)
+    elif trees.categorical and not interventional and prefix is None and trees.library in ("xgboost", "lightgbm"):
         engine = f"{trees.library} pred_contribs"
         phi, expected, model_output = _native_contribs(final, trees, frame)
     else:
@@ -1032,7 +1236,8 @@ def tree_shap(
                                                          if len(background) > len(bg_frame) else "")
     else:
         baseline = "training data (tree cover weights)"
-    extra.update({"trees": trees.n_trees, "compile_s": round(compile_s, 3), "engine": engine, "model_calls": 0,
+    extra.update({"trees": trees.extra.get("n_trees", trees.n_trees), "compile_s": round(compile_s, 3),
+                  "engine": engine, "model_calls": 0,
                   "library": trees.library, "seconds": round(time.perf_counter() - started, 4)})
     return Explanation(
         method="tree_interventional" if interventional else "tree", output=output_text, feature_names=names,
