@@ -243,3 +243,17 @@ def test_the_check_also_guards_the_shap_and_library_engines(monkeypatch):
     model.fit(categorical, y.iloc[:300] > 150)
     with pytest.raises(ExplainError, match=r"xgboost pred_contribs\) failed its efficiency check"):
         tree_shap(model, categorical.iloc[:5])
+
+
+def test_no_tree_is_handed_to_shaps_interventional_code_past_its_node_limit(monkeypatch):
+    X, y = _bike(2000)
+    booster = xgb.XGBClassifier(n_estimators=5, max_depth=5).fit(X, y > 150)
+    largest = int(np.diff(treeshap._parse(booster, None).tree_node_start).max())
+    monkeypatch.setattr(treeshap, "SHAP_INTERVENTIONAL_MAX_NODES", largest - 1)
+    with pytest.raises(ExplainError, match=rf"a tree of {largest} nodes.*output='auto' \(log-odds of class 1\)"):
+        tree_shap(booster, X.iloc[:5], background=X.iloc[:50], feature_perturbation="interventional",
+                  output="probability")
+    monkeypatch.setattr(treeshap, "SHAP_INTERVENTIONAL_MAX_NODES", largest)
+    e = tree_shap(booster, X.iloc[:5], background=X.iloc[:50], feature_perturbation="interventional",
+                  output="probability")
+    assert e.extra["engine"] == "shap" and e.extra["efficiency_gap"] <= 1e-7

@@ -841,6 +841,7 @@ def _rows_in_threads(kernel: Any, n: int, *args: Any) -> None:
             job.result()
 
 
+SHAP_INTERVENTIONAL_MAX_NODES = 32767  # shap's tree_shap_indep indexes nodes with a signed short
 EFFICIENCY_RTOL = 1e-9  # float64 engines (Vigil's kernels, shap): |sum phi + expected - output| / row scale
 EFFICIENCY_RTOL_SHAP = 1e-7  # shap's C++ TreeSHAP in float64; its probability transform measured ~5e-9
 EFFICIENCY_RTOL_FLOAT32 = 1e-4  # the libraries' own TreeSHAP accumulates in float32
@@ -948,10 +949,20 @@ def _tree_sum(trees: _Trees, X: np.ndarray) -> np.ndarray:
 
 def _shap_fallback(final: Any, trees: _Trees, X: np.ndarray, background: np.ndarray | None,
                    output: str) -> tuple[np.ndarray, np.ndarray]:
-    """shap's TreeExplainer: (phi, expected per row) in the trees' output space (or probability)."""
+    """shap's TreeExplainer: (phi, expected per row) in the trees' output space (or probability).
+
+    Refused (ExplainError) where shap's interventional code is known to crash: it walks a tree with
+    16-bit signed node indices, so a tree of more than 32,767 nodes makes it read outside the tree.
+    """
     import shap
 
     pos = trees.extra["position"]
+    largest = int(np.diff(trees.tree_node_start).max()) if trees.n_trees else 0
+    if background is not None and largest > SHAP_INTERVENTIONAL_MAX_NODES:
+        raise ExplainError(f"a tree of {largest:,} nodes: the interventional {output} of this model is computed by "
+                           f"shap's TreeExplainer, which fails on trees of more than "
+                           f"{SHAP_INTERVENTIONAL_MAX_NODES:,} nodes; explain output='auto' ({trees.output_text}) "
+                           "exactly, or use a model-agnostic method")
     if background is None:
         explainer = shap.TreeExplainer(final)
     else:
@@ -1000,8 +1011,10 @@ def tree_shap(
     "probability" of a boosted classifier is explained with the interventional game only.
     ``class_index``: the class to explain (label or position; binary models default to the positive class).
     ``table_budget_mb``: memory for the per-leaf tables that make rows fast; leaves past it (or with
-    more than 16 distinct features on their path) are solved row by row, exactly too, more slowly.
-    The interventional game needs every table: past the budget it runs on shap's TreeExplainer.
+    more than 16 distinct features on their path, any number) are solved row by row, exactly too, in
+    both games. Every result is checked: attributions + expected value must equal the output to 1e-9
+    of the row's scale (1e-4 for the float32 pred_contribs of XGBoost/LightGBM), else the values are
+    recomputed row by row or ``ExplainError`` reports the gap (``extra["efficiency_gap"]``).
 
     >>> import numpy as np
     >>> from sklearn.ensemble import RandomForestClassifier
