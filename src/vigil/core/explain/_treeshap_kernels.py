@@ -21,10 +21,12 @@ Node kinds (how a split treats its value):
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
-MAX_SLOTS = 62  # a leaf's distinct path features must fit an int64 mask
+MAX_SLOTS = 62  # the row kernel's int64 pass masks (leaves with a table have at most 16 slots)
 
 
 def shapley_weights(n: int = MAX_SLOTS + 2) -> np.ndarray:
@@ -346,19 +348,29 @@ def shap_rows(lo_row, hi_row, X, tree_node_start, tree_leaf_start, node_feat, no
 
 
 def gauss_legendre(n_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre rules on [0, 1]: nodes[q, :q] and weights[q, :q] integrate polynomials of degree < 2q exactly.
+    """Gauss-Legendre rules on [0, 1] of every power-of-two size q up to the first >= n_max: nodes[q, :q] and
+    weights[q, :q] integrate polynomials of degree < 2q exactly (other rows are zero).
 
     >>> t, w = gauss_legendre(3)
-    >>> round(float((w[2, :2] * t[2, :2] ** 3).sum()), 12)  # integral of t**3 over [0, 1]
-    0.25
+    >>> round(float((w[4, :4] * t[4, :4] ** 7).sum()), 12)  # integral of t**7 over [0, 1]
+    0.125
     """
-    nodes = np.zeros((n_max + 1, n_max + 1))
-    weights = np.zeros((n_max + 1, n_max + 1))
-    for q in range(1, n_max + 1):
-        x, w = np.polynomial.legendre.leggauss(q)
-        nodes[q, :q] = (x + 1.0) / 2.0
-        weights[q, :q] = w / 2.0
+    top = 1
+    while top < n_max:
+        top *= 2
+    nodes = np.zeros((top + 1, top))
+    weights = np.zeros((top + 1, top))
+    q = 1
+    while q <= top:
+        nodes[q, :q], weights[q, :q] = _legendre_rule(q)
+        q *= 2
     return nodes, weights
+
+
+@functools.cache
+def _legendre_rule(q: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.legendre.leggauss(q)
+    return (x + 1.0) / 2.0, w / 2.0
 
 
 @njit(cache=True)
@@ -389,7 +401,7 @@ def path_dependent_direct_rows(lo, hi, X, direct, leaf_path_start, path_node, pa
     v prod_{j in S} p_j prod_{j not in S} r_j, and since the Shapley weight k! (d-1-k)! / d! is the
     integral of t**k (1-t)**(d-1-k) over [0, 1]: phi_i = v (p_i - r_i) * integral of
     prod_{j != i} (t p_j + (1-t) r_j) dt, a polynomial of degree d-1 that d // 2 + 1 Gauss nodes
-    integrate exactly. Prefix and suffix products give every i without division.
+    (rounded up to a power of two) integrate exactly. Prefix and suffix products give every i without division.
     """
     widest = 1
     for leaf in direct:
@@ -414,7 +426,9 @@ def path_dependent_direct_rows(lo, hi, X, direct, leaf_path_start, path_node, pa
                     reached = False
             if reached:
                 pred[row] += v
-            q = d // 2 + 1
+            q = 1  # the power-of-two rule gauss_legendre made, exact for degree d - 1
+            while q < d // 2 + 1:
+                q *= 2
             for i in range(d):
                 acc[i] = 0.0
             for k in range(q):
