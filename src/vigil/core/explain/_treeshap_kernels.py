@@ -6,8 +6,11 @@ feature outside S "lets it through" with weight r_j, the share of cover that goe
 (path-dependent TreeSHAP), or 0/1 for one background row (interventional TreeSHAP). Which features let x
 through is a d-bit mask A, so each leaf's attributions depend on x only through A: a table of
 2**d x d numbers per leaf, built once, makes a row cost O(leaves x depth) per tree instead of
-O(leaves x depth**2) (Lundberg et al.'s Algorithm 2). Leaves with too many distinct features for a table
-are computed directly per row from the same product game, in O(d**2).
+O(leaves x depth**2) (Lundberg et al.'s Algorithm 2). Leaves without a table (too many distinct features,
+or past the memory budget) are solved directly per row without masks, so any number of distinct path
+features works: the path-dependent game by Gauss-Legendre quadrature of its Beta-integral form (every
+term a product of non-negative numbers, so no cancellation at any depth), the interventional game per
+background row from the closed-form Shapley weights.
 
 Node kinds (how a split treats its value):
   0: x <= t goes left, NaN follows the default child (scikit-learn, LightGBM missing_type=NaN)
@@ -18,10 +21,12 @@ Node kinds (how a split treats its value):
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
-MAX_SLOTS = 62  # a leaf's distinct path features must fit an int64 mask
+MAX_SLOTS = 62  # the row kernel's int64 pass masks (leaves with a table have at most 16 slots)
 
 
 def shapley_weights(n: int = MAX_SLOTS + 2) -> np.ndarray:
@@ -205,7 +210,7 @@ def node_directions(X, node_feat, node_thr, node_kind, node_default_left):
 @njit(cache=True, nogil=True)
 def build_interventional_tables(lo, hi, bg_dirs, leaf_path_start, path_node, path_left, path_slot,
                                 leaf_slot_start, leaf_value, leaf_table_start, weights, table, leaf_expected):
-    """Interventional tables, averaged over the background rows (every leaf in lo..hi must have a table).
+    """Interventional tables, averaged over the background rows (leaves without a table are skipped).
 
     For one background row z with pass mask B and x with pass mask A, the leaf's game is v when
     U = A - B is inside S and V = B - A outside S (0 if a slot passes neither): phi_i = v W[u+w, u-1]
@@ -213,6 +218,9 @@ def build_interventional_tables(lo, hi, bg_dirs, leaf_path_start, path_node, pat
     """
     n_bg = bg_dirs.shape[0]
     for leaf in range(lo, hi):
+        start = leaf_table_start[leaf]
+        if start < 0:  # solved by interventional_direct_rows, expected value by direct_expected
+            continue
         s0 = leaf_slot_start[leaf]
         d = leaf_slot_start[leaf + 1] - s0
         v = leaf_value[leaf]
@@ -228,8 +236,7 @@ def build_interventional_tables(lo, hi, bg_dirs, leaf_path_start, path_node, pat
         for m in range(size):
             hist[m] /= n_bg
         leaf_expected[leaf] = v * hist[full]
-        start = leaf_table_start[leaf]
-        if start < 0 or d == 0:
+        if d == 0:
             continue
         seen = np.empty(size, np.int64)
         n_seen = 0
@@ -263,50 +270,12 @@ def build_interventional_tables(lo, hi, bg_dirs, leaf_path_start, path_node, pat
                         table[base + i] += loss
 
 
-@njit(cache=True)
-def _direct_leaf(acc, col, mask, d, s0, slot_r, slot_feat, v, weights, g, h):
-    # the product game solved per row: G(t) = prod over A of (t + r_j); dropping slot i divides G by (t + r_i)
-    a = 0
-    g[0] = 1.0
-    for j in range(d):
-        if (mask >> j) & 1:
-            rj = slot_r[s0 + j]
-            g[a + 1] = g[a]
-            for k in range(a, 0, -1):
-                g[k] = g[k - 1] + rj * g[k]
-            g[0] = rj * g[0]
-            a += 1
-    # g[k] is the coefficient of t**k: the sum over |S| = k of prod_{A - S} r
-    e_all = 0.0
-    for k in range(a + 1):
-        e_all += weights[d, k] * g[k]
-    outside = 1.0
-    for j in range(d):
-        if not (mask >> j) & 1:
-            outside *= slot_r[s0 + j]
-    for i in range(d):
-        ri = slot_r[s0 + i]
-        if (mask >> i) & 1:
-            h[a - 1] = g[a]
-            for k in range(a - 1, 0, -1):
-                h[k - 1] = g[k] - ri * h[k]
-            e_minus = 0.0
-            for k in range(a):
-                e_minus += weights[d, k] * h[k]
-            acc[slot_feat[s0 + i], col] += (1.0 - ri) * v * outside * e_minus
-        else:
-            others = 1.0
-            for j in range(d):
-                if j != i and not (mask >> j) & 1:
-                    others *= slot_r[s0 + j]
-            acc[slot_feat[s0 + i], col] -= ri * v * others * e_all
-
-
 @njit(cache=True, nogil=True)
 def shap_rows(lo_row, hi_row, X, tree_node_start, tree_leaf_start, node_feat, node_thr, node_kind,
               node_default_left, node_left, node_right, node_slot, leaf_node, leaf_slot_start, slot_feat, slot_r,
               leaf_value, leaf_table_start, table, weights, phi, pred):
-    """Attributions phi[row, feature] (added to) and the tree sum pred[row] for rows lo_row..hi_row-1 of X.
+    """Attributions phi[row, feature] (added to) and the tree sum pred[row] for rows lo_row..hi_row-1 of X,
+    over the leaves that have a table (node_slot must be below 63 on their paths; other leaves are skipped).
 
     Nodes come after their parent within a tree, so one pass over a tree's nodes carries each node's
     pass mask down (the child a row does not take loses the parent's slot bit). Rows go in blocks,
@@ -329,8 +298,6 @@ def shap_rows(lo_row, hi_row, X, tree_node_start, tree_leaf_start, node_feat, no
         total = np.zeros(nb)
         masks = np.empty((widest, nb), np.int64)
         leaf_mask = np.empty(nb, np.int64)
-        g = np.empty(MAX_SLOTS + 2)
-        h = np.empty(MAX_SLOTS + 2)
         for t in range(n_trees):
             ns = tree_node_start[t]
             for r in range(nb):
@@ -358,6 +325,9 @@ def shap_rows(lo_row, hi_row, X, tree_node_start, tree_leaf_start, node_feat, no
                     masks[left, r] = m & ~(bit * (1 - gl))
                     masks[right, r] = m & ~(bit * gl)
             for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                start = leaf_table_start[leaf]
+                if start < 0:  # no table: path_dependent_direct_rows / interventional_direct_rows add it
+                    continue
                 s0 = leaf_slot_start[leaf]
                 d = leaf_slot_start[leaf + 1] - s0
                 full = (np.int64(1) << d) - 1
@@ -367,16 +337,186 @@ def shap_rows(lo_row, hi_row, X, tree_node_start, tree_leaf_start, node_feat, no
                     m = masks[at, r] & full
                     leaf_mask[r] = m
                     total[r] += value if m == full else 0.0
-                start = leaf_table_start[leaf]
-                if start >= 0:
-                    for i in range(d):
-                        f = slot_feat[s0 + i]
-                        for r in range(nb):
-                            acc[f, r] += table[start + leaf_mask[r] * d + i]
-                elif d > 0:
+                for i in range(d):
+                    f = slot_feat[s0 + i]
                     for r in range(nb):
-                        _direct_leaf(acc, r, leaf_mask[r], d, s0, slot_r, slot_feat, value, weights, g, h)
+                        acc[f, r] += table[start + leaf_mask[r] * d + i]
         for r in range(nb):
             pred[lo + r] += total[r]
             for f in range(phi.shape[1]):
                 phi[lo + r, f] += acc[f, r]
+
+
+def gauss_legendre(n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre rules on [0, 1] of every power-of-two size q up to the first >= n_max: nodes[q, :q] and
+    weights[q, :q] integrate polynomials of degree < 2q exactly (other rows are zero).
+
+    >>> t, w = gauss_legendre(3)
+    >>> round(float((w[4, :4] * t[4, :4] ** 7).sum()), 12)  # integral of t**7 over [0, 1]
+    0.125
+    """
+    top = 1
+    while top < n_max:
+        top *= 2
+    nodes = np.zeros((top + 1, top))
+    weights = np.zeros((top + 1, top))
+    q = 1
+    while q <= top:
+        nodes[q, :q], weights[q, :q] = _legendre_rule(q)
+        q *= 2
+    return nodes, weights
+
+
+@functools.cache
+def _legendre_rule(q: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.legendre.leggauss(q)
+    return (x + 1.0) / 2.0, w / 2.0
+
+
+@njit(cache=True)
+def _passes(row_value_at, leaf, leaf_path_start, path_node, path_left, path_slot, d, out):
+    # out[j] = 1.0 when the row goes the path's way at every node of slot j (row_value_at[node]: 1 = left)
+    for j in range(d):
+        out[j] = 1.0
+    for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
+        if row_value_at[path_node[p]] != path_left[p]:
+            out[path_slot[p]] = 0.0
+
+
+@njit(cache=True)
+def _row_directions(x, leaf, leaf_path_start, path_node, node_feat, node_thr, node_kind, node_default_left, dirs):
+    for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
+        node = path_node[p]
+        dirs[node] = 1 if _goes_left(x[node_feat[node]], node_thr[node], node_kind[node],
+                                     node_default_left[node] != 0) else 0
+
+
+@njit(cache=True, nogil=True)
+def path_dependent_direct_rows(lo, hi, X, direct, leaf_path_start, path_node, path_left, path_slot,
+                               leaf_slot_start, slot_feat, slot_r, leaf_value, node_feat, node_thr, node_kind,
+                               node_default_left, gl_nodes, gl_weights, phi, pred):
+    """Path-dependent attributions (added to phi) and tree sums (pred) of rows lo..hi from the leaves in direct.
+
+    With p_j = 1 when x passes slot j (else 0) and r_j its cover share, the leaf's game is
+    v prod_{j in S} p_j prod_{j not in S} r_j, and since the Shapley weight k! (d-1-k)! / d! is the
+    integral of t**k (1-t)**(d-1-k) over [0, 1]: phi_i = v (p_i - r_i) * integral of
+    prod_{j != i} (t p_j + (1-t) r_j) dt, a polynomial of degree d-1 that d // 2 + 1 Gauss nodes
+    (rounded up to a power of two) integrate exactly. Prefix and suffix products give every i without division.
+    """
+    widest = 1
+    for leaf in direct:
+        widest = max(widest, leaf_slot_start[leaf + 1] - leaf_slot_start[leaf])
+    p = np.empty(widest)
+    factor = np.empty(widest)
+    prefix = np.empty(widest + 1)
+    acc = np.empty(widest)
+    dirs = np.zeros(node_feat.shape[0], np.int64)
+    for row in range(lo, hi):
+        x = X[row]
+        for leaf in direct:
+            s0 = leaf_slot_start[leaf]
+            d = leaf_slot_start[leaf + 1] - s0
+            v = leaf_value[leaf]
+            _row_directions(x, leaf, leaf_path_start, path_node, node_feat, node_thr, node_kind, node_default_left,
+                            dirs)
+            _passes(dirs, leaf, leaf_path_start, path_node, path_left, path_slot, d, p)
+            reached = True
+            for j in range(d):
+                if p[j] == 0.0:
+                    reached = False
+            if reached:
+                pred[row] += v
+            q = 1  # the power-of-two rule gauss_legendre made, exact for degree d - 1
+            while q < d // 2 + 1:
+                q *= 2
+            for i in range(d):
+                acc[i] = 0.0
+            for k in range(q):
+                t = gl_nodes[q, k]
+                for j in range(d):
+                    factor[j] = t * p[j] + (1.0 - t) * slot_r[s0 + j]
+                prefix[0] = 1.0
+                for j in range(d):
+                    prefix[j + 1] = prefix[j] * factor[j]
+                suffix = gl_weights[q, k]
+                for i in range(d - 1, -1, -1):
+                    acc[i] += prefix[i] * suffix
+                    suffix *= factor[i]
+            for i in range(d):
+                phi[row, slot_feat[s0 + i]] += v * (p[i] - slot_r[s0 + i]) * acc[i]
+
+
+@njit(cache=True, nogil=True)
+def direct_expected(direct, bg_dirs, leaf_path_start, path_node, path_left, leaf_value, leaf_expected):
+    """leaf_expected[leaf] = v * the share of background rows that reach the leaf, for the leaves in direct."""
+    n_bg = bg_dirs.shape[0]
+    for leaf in direct:
+        reached = 0
+        for b in range(n_bg):
+            ok = True
+            for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
+                if bg_dirs[b, path_node[p]] != path_left[p]:
+                    ok = False
+                    break
+            if ok:
+                reached += 1
+        leaf_expected[leaf] = leaf_value[leaf] * reached / n_bg
+
+
+@njit(cache=True, nogil=True)
+def interventional_direct_rows(lo, hi, X, direct, bg_dirs, leaf_path_start, path_node, path_left, path_slot,
+                               leaf_slot_start, slot_feat, leaf_value, node_feat, node_thr, node_kind,
+                               node_default_left, weights, phi, pred):
+    """Interventional attributions (added to phi) and tree sums (pred) of rows lo..hi from the leaves in direct.
+
+    For x and one background row z the leaf's game is v when the slots only x passes (U) are in S and
+    those only z passes (V) are not, and 0 if a slot passes neither: phi_i = v W[u+w, u-1] for i in U
+    and -v W[u+w, u] for i in V, averaged over the background rows. Leaf by leaf, so each background
+    row's pass pattern is found once per leaf and block of rows.
+    """
+    n_bg = bg_dirs.shape[0]
+    widest = 1
+    for leaf in direct:
+        widest = max(widest, leaf_slot_start[leaf + 1] - leaf_slot_start[leaf])
+    z_pass = np.empty((n_bg, widest))
+    p = np.empty(widest)
+    dirs = np.zeros(node_feat.shape[0], np.int64)
+    for leaf in direct:
+        s0 = leaf_slot_start[leaf]
+        d = leaf_slot_start[leaf + 1] - s0
+        v = leaf_value[leaf] / n_bg
+        for b in range(n_bg):
+            _passes(bg_dirs[b], leaf, leaf_path_start, path_node, path_left, path_slot, d, z_pass[b])
+        for row in range(lo, hi):
+            _row_directions(X[row], leaf, leaf_path_start, path_node, node_feat, node_thr, node_kind,
+                            node_default_left, dirs)
+            _passes(dirs, leaf, leaf_path_start, path_node, path_left, path_slot, d, p)
+            reached = True
+            for j in range(d):
+                if p[j] == 0.0:
+                    reached = False
+            if reached:
+                pred[row] += leaf_value[leaf]
+            for b in range(n_bg):
+                u = 0
+                w = 0
+                dead = False
+                for j in range(d):
+                    if p[j] != 0.0:
+                        if z_pass[b, j] == 0.0:
+                            u += 1
+                    elif z_pass[b, j] != 0.0:
+                        w += 1
+                    else:
+                        dead = True
+                        break
+                if dead or u + w == 0:
+                    continue
+                gain = v * weights[u + w, u - 1] if u > 0 else 0.0
+                loss = -v * weights[u + w, u] if w > 0 else 0.0
+                for j in range(d):
+                    if p[j] != 0.0:
+                        if z_pass[b, j] == 0.0:
+                            phi[row, slot_feat[s0 + j]] += gain
+                    elif z_pass[b, j] != 0.0:
+                        phi[row, slot_feat[s0 + j]] += loss

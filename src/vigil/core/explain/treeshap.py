@@ -914,6 +914,7 @@ def _ensure_compiled() -> float:
     _run(tiny, x, None, TABLE_BUDGET_MB)
     _run(tiny, x, None, 0.0)
     _run(tiny, x, x, TABLE_BUDGET_MB)
+    _run(tiny, x, x, 0.0)
     _COMPILED["done"] = True
     return time.perf_counter() - start
 
@@ -935,8 +936,13 @@ class _Leaves:
     table_size: int
 
 
-def _leaves(trees: _Trees, budget_mb: float) -> _Leaves | None:
-    """Every leaf's path, slots and table place; None when a path has too many distinct features for a mask."""
+def _leaves(trees: _Trees, budget_mb: float, max_table_rows: int | None = None) -> _Leaves:
+    """Every leaf's path, slots and table place (-1: no table, the leaf is solved row by row).
+
+    A leaf gets a table when it has at most TABLE_MAX_SLOTS distinct path features, the tables fit
+    ``budget_mb``, and (with ``max_table_rows``) its table has no more rows (2**d) than that: a table
+    is only worth building when it is used more often than it has entries.
+    """
     k = _kernels
     args = (trees.tree_node_start, trees.left, trees.right, trees.feature, trees.cover, trees.value)
     e_i, e_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
@@ -952,9 +958,10 @@ def _leaves(trees: _Trees, budget_mb: float) -> _Leaves | None:
                      path_slot, slot_start, slot_feat, slot_r, node_slot)
     tree_leaf_start = np.searchsorted(leaf_tree, np.arange(trees.n_trees + 1)).astype(np.int64)
     d = np.diff(slot_start)
-    if d.size and d.max() > k.MAX_SLOTS:
-        return None
-    sizes = np.where(d <= TABLE_MAX_SLOTS, (2 ** np.minimum(d, TABLE_MAX_SLOTS)) * d, -1).astype(np.int64)
+    tabled = d <= TABLE_MAX_SLOTS
+    if max_table_rows is not None:
+        tabled &= 2.0 ** np.minimum(d, 62) <= max(max_table_rows, 1)
+    sizes = np.where(tabled, (2 ** np.minimum(d, TABLE_MAX_SLOTS)) * d, -1).astype(np.int64)
     order = np.argsort(np.where(sizes < 0, np.iinfo(np.int64).max, sizes), kind="stable")
     fits = np.zeros(n_leaves, dtype=bool)
     cum = np.cumsum(np.maximum(sizes[order], 0))
@@ -968,20 +975,21 @@ def _leaves(trees: _Trees, budget_mb: float) -> _Leaves | None:
 
 
 def _run(trees: _Trees, X: np.ndarray, background: np.ndarray | None,
-         budget_mb: float) -> tuple[np.ndarray, np.ndarray, float, _Leaves] | None:
-    """(phi (n, n_features), tree sums (n,), expected tree sum, leaves) for float64 rows X.
+         budget_mb: float) -> tuple[np.ndarray, np.ndarray, float, _Leaves]:
+    """(phi (n, n_features), tree sums (n,), expected tree sum, leaves) for float64 rows X, exactly, any depth.
 
-    None when a leaf path splits on more than 62 distinct features, or for the interventional game when
-    some leaf got no table (it has no per-row solution here): shap's TreeExplainer takes over.
+    Leaves with a table go through the one-pass row kernel; the others (many distinct path features,
+    past the budget, or, in the interventional game, a table larger than the rows would use) are solved
+    row by row without masks.
     """
     k = _kernels
-    leaves = _leaves(trees, budget_mb)
-    if leaves is None or (background is not None and np.any(leaves.table_start < 0)):
-        return None
-    weights = k.shapley_weights()
-    table = np.zeros(leaves.table_size)
-    leaf_expected = np.zeros(len(leaves.value))
+    leaves = _leaves(trees, budget_mb, None if background is None else 2 * X.shape[0])
     n_leaves = len(leaves.value)
+    deepest = int(np.diff(leaves.slot_start).max()) if n_leaves else 0
+    weights = k.shapley_weights(max(k.MAX_SLOTS, deepest) + 2)
+    table = np.zeros(leaves.table_size)
+    leaf_expected = np.zeros(n_leaves)
+    direct = np.flatnonzero(leaves.table_start < 0).astype(np.int64)
     if background is None:
         _in_threads(k.build_path_tables, n_leaves, leaves.slot_start, leaves.slot_r, leaves.value,
                     leaves.table_start, weights, table, leaf_expected)
@@ -990,13 +998,70 @@ def _run(trees: _Trees, X: np.ndarray, background: np.ndarray | None,
         _in_threads(k.build_interventional_tables, n_leaves, dirs, leaves.path_start, leaves.path_node,
                     leaves.path_left, leaves.path_slot, leaves.slot_start, leaves.value, leaves.table_start, weights,
                     table, leaf_expected)
+        k.direct_expected(direct, dirs, leaves.path_start, leaves.path_node, leaves.path_left, leaves.value,
+                          leaf_expected)
     phi = np.zeros((X.shape[0], trees.n_features))
     pred = np.zeros(X.shape[0])
+    node_slot = np.minimum(leaves.node_slot, k.MAX_SLOTS)  # past 62 only on paths to leaves without a table
     _in_threads(k.shap_rows, X.shape[0], X, trees.tree_node_start, leaves.tree_leaf_start, trees.feature,
-                trees.threshold, trees.kind, trees.default_left, trees.left, trees.right, leaves.node_slot,
+                trees.threshold, trees.kind, trees.default_left, trees.left, trees.right, node_slot,
                 leaves.leaf_node, leaves.slot_start, leaves.slot_feat, leaves.slot_r, leaves.value,
                 leaves.table_start, table, weights, phi, pred)
+    if direct.size:
+        if background is None:
+            nodes, gl_weights = k.gauss_legendre(deepest // 2 + 1)
+            _rows_in_threads(k.path_dependent_direct_rows, X.shape[0], X, direct, leaves.path_start,
+                             leaves.path_node, leaves.path_left, leaves.path_slot, leaves.slot_start,
+                             leaves.slot_feat, leaves.slot_r, leaves.value, trees.feature, trees.threshold,
+                             trees.kind, trees.default_left, nodes, gl_weights, phi, pred)
+        else:
+            _rows_in_threads(k.interventional_direct_rows, X.shape[0], X, direct, dirs, leaves.path_start,
+                             leaves.path_node, leaves.path_left, leaves.path_slot, leaves.slot_start,
+                             leaves.slot_feat, leaves.value, trees.feature, trees.threshold, trees.kind,
+                             trees.default_left, weights, phi, pred)
     return phi, pred, float(leaf_expected.sum()), leaves
+
+
+def _rows_in_threads(kernel: Any, n: int, *args: Any) -> None:
+    """Run kernel(lo, hi, *args) over rows 0..n split evenly across the cores (each row's work is heavy)."""
+    workers = min(_threads(), n)
+    if workers <= 1:
+        kernel(0, n, *args)
+        return
+    bounds = np.linspace(0, n, workers + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for job in [pool.submit(kernel, int(lo), int(hi), *args) for lo, hi in itertools.pairwise(bounds)]:
+            job.result()
+
+
+SHAP_INTERVENTIONAL_MAX_NODES = 32767  # shap's tree_shap_indep indexes nodes with a signed short
+EFFICIENCY_RTOL = 1e-9  # float64 engines (Vigil's kernels, shap): |sum phi + expected - output| / row scale
+EFFICIENCY_RTOL_SHAP = 1e-7  # shap's C++ TreeSHAP in float64; its probability transform measured ~5e-9
+EFFICIENCY_RTOL_FLOAT32 = 1e-4  # the libraries' own TreeSHAP accumulates in float32
+
+
+def _own_kernel(trees: _Trees, X: np.ndarray, bg: np.ndarray | None,
+                budget_mb: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Vigil's exact kernel: (phi, expected per row, model output per row, leaves solved without a table)."""
+    phi, pred, expected_sum, leaves = _run(trees, X, bg, budget_mb)
+    expected = np.full(len(X), expected_sum + trees.base_offset)
+    return phi, expected, pred + trees.base_offset, int(np.sum(leaves.table_start < 0))
+
+
+def _efficiency(phi: np.ndarray, expected: np.ndarray, model_output: np.ndarray) -> tuple[float, float]:
+    """(largest efficiency gap relative to its row's scale, largest absolute gap) over the rows.
+
+    A row's scale is |output| + |expected value| + the sum of |attributions|: what rounding in the sums
+    that make the attributions is relative to (NaN anywhere counts as an infinite gap).
+    """
+    if phi.size == 0:
+        return 0.0, 0.0
+    gap = np.abs(phi.sum(axis=1) + expected - model_output)
+    scale = np.abs(model_output) + np.abs(expected) + np.abs(phi).sum(axis=1)
+    relative = gap / np.maximum(scale, np.finfo(np.float64).tiny)
+    relative = np.where(np.isfinite(relative), relative, np.inf)
+    gap = np.where(np.isfinite(gap), gap, np.inf)
+    return float(relative.max()), float(gap.max())
 
 
 def _threads() -> int:
@@ -1077,10 +1142,20 @@ def _tree_sum(trees: _Trees, X: np.ndarray) -> np.ndarray:
 
 def _shap_fallback(final: Any, trees: _Trees, X: np.ndarray, background: np.ndarray | None,
                    output: str) -> tuple[np.ndarray, np.ndarray]:
-    """shap's TreeExplainer: (phi, expected per row) in the trees' output space (or probability)."""
+    """shap's TreeExplainer: (phi, expected per row) in the trees' output space (or probability).
+
+    Refused (ExplainError) where shap's interventional code is known to crash: it walks a tree with
+    16-bit signed node indices, so a tree of more than 32,767 nodes makes it read outside the tree.
+    """
     import shap
 
     pos = trees.extra["position"]
+    largest = int(np.diff(trees.tree_node_start).max()) if trees.n_trees else 0
+    if background is not None and largest > SHAP_INTERVENTIONAL_MAX_NODES:
+        raise ExplainError(f"a tree of {largest:,} nodes: the interventional {output} of this model is computed by "
+                           f"shap's TreeExplainer, which fails on trees of more than "
+                           f"{SHAP_INTERVENTIONAL_MAX_NODES:,} nodes; explain output='auto' ({trees.output_text}) "
+                           "exactly, or use a model-agnostic method")
     if background is None:
         explainer = shap.TreeExplainer(final)
     else:
@@ -1133,8 +1208,10 @@ def tree_shap(
     "probability" of a boosted classifier is explained with the interventional game only.
     ``class_index``: the class to explain (label or position; binary models default to the positive class).
     ``table_budget_mb``: memory for the per-leaf tables that make rows fast; leaves past it (or with
-    more than 16 distinct features on their path) are solved row by row, exactly too, more slowly.
-    The interventional game needs every table: past the budget it runs on shap's TreeExplainer.
+    more than 16 distinct features on their path, any number) are solved row by row, exactly too, in
+    both games. Every result is checked: attributions + expected value must equal the output to 1e-9
+    of the row's scale (1e-4 for the float32 pred_contribs of XGBoost/LightGBM), else the values are
+    recomputed row by row or ``ExplainError`` reports the gap (``extra["efficiency_gap"]``).
 
     >>> import numpy as np
     >>> from sklearn.ensemble import RandomForestClassifier
@@ -1204,21 +1281,33 @@ def tree_shap(
                                "feature_perturbation='path_dependent' without a pipeline, or a model-agnostic method")
         X = _prepare_x(X, trees)
         bg = _prepare_x(X_bg, trees) if X_bg is not None else None
-        done = None
         if _kernels is not None and not wants_probability:
             compile_s = _ensure_compiled()
-            done = _run(trees, X, bg, table_budget_mb)
-        if done is None:
+            phi, expected, model_output, direct = _own_kernel(trees, X, bg, table_budget_mb)
+            extra["direct_leaves"] = direct
+        else:
             engine = "shap"
             phi, expected = _shap_fallback(final, trees, X, bg, output)
             model_output = _tree_sum(trees, X)
             if wants_probability:
                 model_output = 1.0 / (1.0 + np.exp(-model_output))
-        else:
-            phi, pred, expected_sum, leaves = done
-            expected = np.full(len(X), expected_sum + trees.base_offset)
-            model_output = pred + trees.base_offset
-            extra["direct_leaves"] = int(np.sum(leaves.table_start < 0))
+    tolerance = {"shap": EFFICIENCY_RTOL_SHAP}.get(engine, EFFICIENCY_RTOL_FLOAT32 if engine.endswith("pred_contribs")
+                                                   else EFFICIENCY_RTOL)
+    relative, gap = _efficiency(phi, expected, model_output)
+    extra["efficiency_tolerance"] = tolerance
+    if relative > tolerance and engine == "numba" and extra["direct_leaves"] < int(np.sum(trees.feature < 0)):
+        # a wrong table or kernel: every leaf once more without tables (an independent exact computation)
+        extra["recomputed"] = f"efficiency gap {gap:.3g} with tables; recomputed row by row"
+        phi, expected, model_output, extra["direct_leaves"] = _own_kernel(trees, X, bg, 0.0)
+        engine = "numba (row by row)"
+        relative, gap = _efficiency(phi, expected, model_output)
+    if not relative <= tolerance:
+        explained = trees.output_text.replace("log-odds", "probability") if wants_probability else trees.output_text
+        raise ExplainError(f"TreeSHAP ({engine}) failed its efficiency check: attributions + expected value differ "
+                           f"from the {explained} by up to {gap:.3g} ({relative:.3g} of the output's scale; "
+                           f"the tolerance is {tolerance:g}); no values are returned. Use a model-agnostic method "
+                           "(method='exact' or 'permutation') for this model")
+    extra["efficiency_gap"] = gap
     values = phi
     if sources is not None:
         index = {name: j for j, name in enumerate(names)}
