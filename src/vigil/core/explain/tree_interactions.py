@@ -328,10 +328,6 @@ def _fold(sources: list[str] | None, names: list[str]) -> np.ndarray | None:
     return fold
 
 
-def _chunks(n: int, kernel: Any, *args: Any) -> None:
-    _ts._in_threads(kernel, n, *args)
-
-
 # -- interaction values ----------------------------------------------------------------------------------------
 
 def _interactions(trees: _ts._Trees, X: np.ndarray,
@@ -364,7 +360,7 @@ def _interactions(trees: _ts._Trees, X: np.ndarray,
         lo_leaf, hi_leaf = int(leaves.tree_leaf_start[t]), int(leaves.tree_leaf_start[hi])
         offset = int(table_start[lo_leaf:hi_leaf][table_start[lo_leaf:hi_leaf] >= 0].min(initial=0))
         table = np.empty(max(used, 1))
-        _ts._in_threads(lambda a, b, *rest: _build_interaction_tables(a + lo_leaf, b + lo_leaf, *rest),
+        _ts._in_threads(lambda a, b, *rest, first=lo_leaf: _build_interaction_tables(a + first, b + first, *rest),
                         hi_leaf - lo_leaf, leaves.slot_start, leaves.slot_r, leaves.value, table_start, weights,
                         table, offset)
         _ts._in_threads(_interaction_rows, len(X), X, t, hi, trees.tree_node_start, leaves.tree_leaf_start,
@@ -497,7 +493,8 @@ def tree_shap_classes(
     >>> import numpy as np
     >>> from sklearn.ensemble import RandomForestClassifier
     >>> X = np.random.default_rng(0).normal(size=(90, 3))
-    >>> forest = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(X, np.digitize(X[:, 0], [-.5, .5]))
+    >>> y = np.digitize(X[:, 0], [-0.5, 0.5])
+    >>> forest = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(X, y)
     >>> out = tree_shap_classes(forest, X[:4], feature_names=["a", "b", "c"])
     >>> [e.output for e in out], max(e.efficiency_gap() for e in out) < 1e-9
     (['probability of class 0', 'probability of class 1', 'probability of class 2'], True)
