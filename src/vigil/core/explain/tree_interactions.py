@@ -345,7 +345,8 @@ def _interactions(trees: _ts._Trees, X: np.ndarray,
     # a table per leaf when its masks are few enough to be worth building for these rows
     small = (d > 0) & (d <= INTERACTION_TABLE_MAX_SLOTS) & ((2.0 ** d) <= max(2 * len(X), 16))
     sizes = np.where(small, (2 ** np.minimum(d, INTERACTION_TABLE_MAX_SLOTS)) * d * d, 0).astype(np.int64)
-    table_start = np.where(small, np.concatenate([[0], np.cumsum(sizes)])[:-1], -1).astype(np.int64)
+    cumulative = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    table_start = np.where(small, cumulative[:-1], -1).astype(np.int64)
     out = np.zeros((len(X), trees.n_features, trees.n_features))
     pred = np.zeros(len(X))
     budget = max(int(table_mb * 2**20 / 8), 1)
@@ -358,7 +359,7 @@ def _interactions(trees: _ts._Trees, X: np.ndarray,
             used += int(tree_sizes[hi])
             hi += 1
         lo_leaf, hi_leaf = int(leaves.tree_leaf_start[t]), int(leaves.tree_leaf_start[hi])
-        offset = int(table_start[lo_leaf:hi_leaf][table_start[lo_leaf:hi_leaf] >= 0].min(initial=0))
+        offset = int(cumulative[lo_leaf])
         table = np.empty(max(used, 1))
         _ts._in_threads(lambda a, b, *rest, first=lo_leaf: _build_interaction_tables(a + first, b + first, *rest),
                         hi_leaf - lo_leaf, leaves.slot_start, leaves.slot_r, leaves.value, table_start, weights,
