@@ -472,6 +472,22 @@ def _joined(per_class: list[_ts._Trees]) -> tuple[_ts._Trees, np.ndarray, np.nda
     return joined, np.concatenate(matrix), np.asarray(tree_class, np.int64)
 
 
+def _parse_classes(final: Any) -> list[_ts._Trees]:
+    """The trees explaining each class of a classifier, in class order (the model file decoded once)."""
+    _ts._DECODED.clear()
+    _ts._DECODED["on"] = True
+    try:
+        first = _ts._parse(final, 0)
+        classes = first.extra.get("classes", [None])
+        if classes == [None] or len(classes) < 2:
+            raise ExplainError(f"tree_shap_classes explains classifiers; this {type(final).__name__} has no "
+                               "classes: use tree_shap")
+        return [first if first.extra.get("position") == c else _ts._parse(final, classes[c])
+                for c in range(len(classes))]
+    finally:
+        _ts._DECODED.clear()
+
+
 def tree_shap_classes(
     model: Any,
     rows: Any,
@@ -510,13 +526,7 @@ def tree_shap_classes(
     final, prefix, names, rows = _setup(model, rows, feature_names, what)
     started = time.perf_counter()
     compile_s = _ts._ensure_compiled()
-    first = _ts._parse(final, 0)
-    classes = first.extra.get("classes", [None])
-    if classes == [None] or len(classes) < 2:
-        raise ExplainError(f"tree_shap_classes explains classifiers; this {type(final).__name__} has no classes: "
-                           "use tree_shap")
-    per_class = [first if first.extra.get("position") == c else _ts._parse(final, classes[c])
-                 for c in range(len(classes))]
+    per_class = _parse_classes(final)
     joined, class_values, tree_class = _joined(per_class)
     frame, names, X, sources = _rows(model, final, prefix, names, rows, joined, what)
     bg_frame = None
@@ -547,7 +557,7 @@ def tree_shap_classes(
     else:
         _ts._in_threads(_kernels.build_path_tables, len(leaves.value), leaves.slot_start, leaves.slot_r,
                         leaves.value, leaves.table_start, weights, table, leaf_expected)
-    k = len(classes)
+    k = len(per_class)
     phi = np.zeros((len(X), joined.n_features * k))
     pred = np.zeros((len(X), k))
     _ts._in_threads(_class_rows, len(X), X, joined.tree_node_start, leaves.tree_leaf_start, joined.feature,
