@@ -339,9 +339,10 @@ def _interactions(trees: _ts._Trees, X: np.ndarray,
                            "values are not available for trees this deep")
     weights = _kernels.shapley_weights()
     d = np.diff(leaves.slot_start)
-    expected = float(np.sum(leaves.value * np.array([np.prod(leaves.slot_r[a:b]) for a, b in
-                                                       zip(leaves.slot_start[:-1], leaves.slot_start[1:],
-                                                           strict=True)])))
+    reach = np.ones(len(leaves.value))  # each leaf's share of the cover: the product of its slots' r
+    if np.any(d > 0):
+        reach[d > 0] = np.multiply.reduceat(leaves.slot_r, leaves.slot_start[:-1][d > 0])
+    expected = float(np.sum(leaves.value * reach))
     # a table per leaf when its masks are few enough to be worth building for these rows
     small = (d > 0) & (d <= INTERACTION_TABLE_MAX_SLOTS) & ((2.0 ** d) <= max(2 * len(X), 16))
     sizes = np.where(small, (2 ** np.minimum(d, INTERACTION_TABLE_MAX_SLOTS)) * d * d, 0).astype(np.int64)
