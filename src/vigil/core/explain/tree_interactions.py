@@ -344,7 +344,7 @@ def _interactions(trees: _ts._Trees, X: np.ndarray,
         reach[d > 0] = np.multiply.reduceat(leaves.slot_r, leaves.slot_start[:-1][d > 0])
     expected = float(np.sum(leaves.value * reach))
     # a table per leaf when its masks are few enough to be worth building for these rows
-    small = (d > 0) & (d <= INTERACTION_TABLE_MAX_SLOTS) & ((2.0 ** d) <= max(2 * len(X), 16))
+    small = (d > 0) & (d <= INTERACTION_TABLE_MAX_SLOTS) & ((2.0 ** d) <= max(len(X), 16))
     sizes = np.where(small, (2 ** np.minimum(d, INTERACTION_TABLE_MAX_SLOTS)) * d * d, 0).astype(np.int64)
     cumulative = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     table_start = np.where(small, cumulative[:-1], -1).astype(np.int64)
