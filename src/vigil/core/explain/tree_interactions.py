@@ -283,8 +283,8 @@ if _kernels is not None:
 
 # -- shared set-up ---------------------------------------------------------------------------------------------
 
-def _setup(model: Any, rows: Any, feature_names: Sequence[str] | None, what: str) -> tuple[Any, Any, list[str],
-                                                                                            pd.DataFrame]:
+def _setup(model: Any, rows: Any, feature_names: Sequence[str] | None, what: str) -> tuple[Any, Any, list[str] | None]:
+    """(final estimator, pipeline steps before it or None, input column names if known)."""
     if _kernels is None:
         raise ExplainError(f"{what} needs numba (pip install numba)")
     final, prefix = _ts._split_pipeline(model)
@@ -292,10 +292,10 @@ def _setup(model: Any, rows: Any, feature_names: Sequence[str] | None, what: str
         raise ExplainError(f"{what} explains tree ensembles (XGBoost, LightGBM, scikit-learn trees); a "
                            f"{type(final).__name__} is not one: use a model-agnostic method")
     names = _ts._input_names(model, final, prefix, feature_names, rows)
-    return final, prefix, names, rows
+    return final, prefix, names
 
 
-def _rows(model: Any, final: Any, prefix: Any, names: list[str] | None, rows: Any, trees: _ts._Trees,
+def _rows(prefix: Any, names: list[str] | None, rows: Any, trees: _ts._Trees,
           what: str) -> tuple[pd.DataFrame, list[str], np.ndarray, list[str] | None]:
     """(frame of the rows, their column names, float64 rows as the trees see them, pipeline sources or None)."""
     if trees.categorical:
@@ -400,11 +400,11 @@ def tree_shap_interactions(
     (True, True)
     """
     what = "tree_shap_interactions"
-    final, prefix, names, rows = _setup(model, rows, feature_names, what)
+    final, prefix, names = _setup(model, rows, feature_names, what)
     started = time.perf_counter()
     compile_s = _ts._ensure_compiled()
     trees = _ts._parse(final, class_index)
-    frame, names, X, sources = _rows(model, final, prefix, names, rows, trees, what)
+    frame, names, X, sources = _rows(prefix, names, rows, trees, what)
     inter, pred, expected_sum = _interactions(trees, X, table_budget_mb)
     fold = _fold(sources, names)
     if fold is not None:
@@ -524,12 +524,12 @@ def tree_shap_classes(
     if interventional and background is None:
         raise ExplainError("feature_perturbation='interventional' needs background= rows (for example a sample of "
                            "the training data)")
-    final, prefix, names, rows = _setup(model, rows, feature_names, what)
+    final, prefix, names = _setup(model, rows, feature_names, what)
     started = time.perf_counter()
     compile_s = _ts._ensure_compiled()
     per_class = _parse_classes(final)
     joined, class_values, tree_class = _joined(per_class)
-    frame, names, X, sources = _rows(model, final, prefix, names, rows, joined, what)
+    frame, names, X, sources = _rows(prefix, names, rows, joined, what)
     bg_frame = None
     if interventional:
         bg_frame = _ts._sample(_ts._frame(background, names), max_background, seed)
