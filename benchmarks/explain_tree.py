@@ -18,6 +18,17 @@ compare the ratios of one run), and the largest absolute difference between each
 subprocess: with numba's cache in place (the usual case) and, without ``--quick``, from an empty cache
 (compiling every kernel). A short interventional section compares ``feature_perturbation="interventional"``
 against shap's, on the same 100 background rows. Goal: no slower than shap, same values.
+
+Two more sections, each against shap in the same run:
+
+- interaction values: ``tree_shap_interactions(model, X)`` against ``TreeExplainer(model).shap_interaction_values``
+  on the same model (the first 200 rows; 50 with ``--quick``). For XGBoost models shap hands this to XGBoost's
+  own ``pred_interactions`` (float32), so agreement is ~1e-6. Goal: no slower, same values.
+- all classes in one pass: a 10-class ``XGBClassifier(n_estimators=50, max_depth=6)`` and a 10-class
+  ``RandomForestClassifier(n_estimators=50, max_depth=10)`` (trained on ``make_frame(20_000, seed=3, ...)``, the
+  class being the decile of a score of the features), ``tree_shap_classes(model, X)`` (rows, features, 10) against
+  ``TreeExplainer(model).shap_values(X)`` and against ``tree_shap`` called once per class. Goal: at least as fast
+  as shap, same values.
 """
 
 from __future__ import annotations
@@ -139,7 +150,61 @@ def run(rows: int, calls: int, quick: bool) -> dict:
         "rows": n_int, "vigil_s": v_wall, "shap_s": s_wall, "foreign_cpu_s": max(v_foreign, s_foreign),
         "diff": float(np.abs(v_res.values - np.asarray(s_res)).max()), "efficiency_gap": v_res.efficiency_gap(),
     }
+    out["interactions"] = _interaction_section(model, X[:50 if quick else 200], calls)
+    out["classes"] = _classes_section(X, calls)
     out["versions"] = f"shap {shap.__version__}, xgboost {xgb.__version__}"
+    return out
+
+
+def _interaction_section(model, X: np.ndarray, calls: int) -> dict:
+    import shap
+
+    from vigil.core.explain.tree_interactions import tree_shap_interactions
+
+    explainer = shap.TreeExplainer(model)
+    calls = min(calls, 2)  # shap's call is long here
+    v_wall, v_foreign, v_res = _timed(lambda: tree_shap_interactions(model, X), calls)
+    s_wall, s_foreign, s_res = _timed(lambda: explainer.shap_interaction_values(X), calls)
+    reference = np.asarray(s_res, dtype=np.float64)
+    return {"rows": len(X), "calls": calls, "vigil_s": v_wall, "shap_s": s_wall,
+            "foreign_cpu_s": max(v_foreign, s_foreign), "diff": float(np.abs(v_res.interactions - reference).max()),
+            "scale": float(np.abs(reference).max()), "efficiency_gap": v_res.efficiency_gap(),
+            "row_sums_vs_values": float(np.abs(v_res.interactions.sum(axis=2) - v_res.values).max())}
+
+
+def _classes_section(X: np.ndarray, calls: int) -> dict:
+    import shap
+    import xgboost as xgb
+    from sklearn.ensemble import RandomForestClassifier
+
+    from vigil.core.explain.tree_interactions import tree_shap_classes
+    from vigil.core.explain.treeshap import tree_shap
+
+    train = make_frame(20_000, seed=3, n_num=20, n_cat=0)
+    X_train = train[FEATURES].to_numpy()
+    score = X_train[:, 0] + X_train[:, 1] - X_train[:, 2] + 0.5 * X_train[:, 3] * X_train[:, 4]
+    y = np.digitize(score, np.quantile(score, np.linspace(0.1, 0.9, 9)))
+    models = {
+        "XGBClassifier 50 rounds depth 6": xgb.XGBClassifier(n_estimators=50, max_depth=6, tree_method="hist",
+                                                              random_state=0),
+        "RandomForestClassifier 50 trees depth 10": RandomForestClassifier(n_estimators=50, max_depth=10,
+                                                                           random_state=0, n_jobs=2),
+    }
+    out = {}
+    for label, model in models.items():
+        t = time.perf_counter()
+        model.fit(X_train, y)
+        train_s = time.perf_counter() - t
+        explainer = shap.TreeExplainer(model)
+        v_wall, v_foreign, v_res = _timed(lambda m=model: tree_shap_classes(m, X), calls)
+        s_wall, s_foreign, s_res = _timed(lambda e=explainer: e.shap_values(X), calls)
+        p_wall, p_foreign, _ = _timed(lambda m=model: [tree_shap(m, X, class_index=c) for c in range(10)], calls)
+        ours = np.stack([e.values for e in v_res], axis=-1)
+        theirs = np.asarray(s_res, dtype=np.float64)
+        out[label] = {"rows": len(X), "train_s": train_s, "vigil_s": v_wall, "shap_s": s_wall, "per_class_s": p_wall,
+                      "foreign_cpu_s": max(v_foreign, s_foreign, p_foreign), "diff": float(np.abs(ours - theirs).max()),
+                      "scale": float(np.abs(theirs).max()),
+                      "efficiency_gap": max(e.efficiency_gap() for e in v_res)}
     return out
 
 
@@ -177,6 +242,23 @@ def _print(out: dict) -> bool:
           f"({inter['rows'] / inter['shap_s']:,.0f} rows/s), speed-up {inter['shap_s'] / inter['vigil_s']:.1f}x, "
           f"largest |difference| {inter['diff']:.1e}, Vigil efficiency gap {inter['efficiency_gap']:.1e}, "
           f"other processes' CPU s {inter['foreign_cpu_s']:.2f}")
+    inter = out["interactions"]
+    print()
+    print(f"interaction values, {inter['rows']} rows (median of {inter['calls']}): Vigil tree_shap_interactions "
+          f"{inter['vigil_s']:.3f} s, shap shap_interaction_values {inter['shap_s']:.3f} s, speed-up "
+          f"{inter['shap_s'] / inter['vigil_s']:.1f}x, largest |difference| {inter['diff']:.1e} (interactions up to "
+          f"{inter['scale']:.2f}), Vigil efficiency gap {inter['efficiency_gap']:.1e}, rows sum to the SHAP values "
+          f"within {inter['row_sums_vs_values']:.1e}, other processes' CPU s {inter['foreign_cpu_s']:.2f}")
+    print()
+    print(f"all classes in one pass (10 classes, {rows:,} rows):")
+    print()
+    print("| model | Vigil tree_shap_classes s | shap shap_values s | tree_shap per class s | speed-up vs shap | "
+          "speed-up vs per class | largest abs difference | efficiency gap | other processes' CPU s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, rec in out["classes"].items():
+        print(f"| {label} | {rec['vigil_s']:.3f} | {rec['shap_s']:.3f} | {rec['per_class_s']:.3f} | "
+              f"{rec['shap_s'] / rec['vigil_s']:.1f}x | {rec['per_class_s'] / rec['vigil_s']:.1f}x | "
+              f"{rec['diff']:.1e} | {rec['efficiency_gap']:.1e} | {rec['foreign_cpu_s']:.2f} |")
     print()
     checks = [
         ("no slower than shap's TreeExplainer", vigil_s <= res["shap"]["wall_s"],
@@ -184,7 +266,16 @@ def _print(out: dict) -> bool:
         ("same values as XGBoost's pred_contribs (float32: 2e-5 relative)",
          out["diff"]["vigil vs xgboost"] <= 2e-5 * max(1.0, out["scale"]), f"{out['diff']['vigil vs xgboost']:.1e}"),
         ("efficiency within 1e-9", out["efficiency_gap"] <= 1e-9, f"{out['efficiency_gap']:.1e}"),
+        ("interaction values no slower than shap's shap_interaction_values", inter["vigil_s"] <= inter["shap_s"],
+         f"{inter['shap_s'] / inter['vigil_s']:.1f}x"),
+        ("same interaction values (float32: 2e-5 relative)", inter["diff"] <= 2e-5 * max(1.0, inter["scale"]),
+         f"{inter['diff']:.1e}"),
     ]
+    for label, rec in out["classes"].items():
+        checks.append((f"all 10 classes of the {label} at least as fast as shap", rec["vigil_s"] <= rec["shap_s"],
+                       f"{rec['shap_s'] / rec['vigil_s']:.1f}x"))
+        checks.append((f"same values as shap for the {label} (2e-5 relative)",
+                       rec["diff"] <= 2e-5 * max(1.0, rec["scale"]), f"{rec['diff']:.1e}"))
     for goal, ok, detail in checks:
         print(f"goal: {goal}: {'met' if ok else 'NOT met'} ({detail})")
     return all(ok for _, ok, _ in checks)

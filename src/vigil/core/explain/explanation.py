@@ -34,6 +34,8 @@ class Explanation:
     ``data`` holds the explained rows (raw input values) when they are tabular.
     ``extra`` holds method-specific facts: model calls made, IG completeness delta,
     background size, tokens, image shape...
+    ``interactions`` (rows, features, features), when computed (tree models), holds SHAP interaction
+    values: each row's matrix sums along its last axis to ``values``.
     """
 
     method: str
@@ -48,6 +50,7 @@ class Explanation:
     event_ids: list[str] | None = None
     model_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    interactions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         values = np.atleast_2d(np.asarray(self.values, dtype=float))
@@ -61,6 +64,13 @@ class Explanation:
             raise ValueError(f"{values.shape[1]} attribution columns for {len(self.feature_names)} feature names")
         if self.error is not None:
             object.__setattr__(self, "error", np.atleast_2d(np.asarray(self.error, dtype=float)))
+        if self.interactions is not None:
+            inter = np.asarray(self.interactions, dtype=float)
+            d = len(self.feature_names)
+            if inter.shape != (n, d, d):
+                raise ValueError(f"interactions of shape {inter.shape}: expected (rows, features, features) = "
+                                 f"{(n, d, d)}")
+            object.__setattr__(self, "interactions", inter)
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -77,6 +87,7 @@ class Explanation:
             data=None if self.data is None else self.data.iloc[picked].reset_index(drop=True),
             error=None if self.error is None else self.error[picked],
             event_ids=None if self.event_ids is None else [self.event_ids[i] for i in picked],
+            interactions=None if self.interactions is None else self.interactions[picked],
         )
 
     def efficiency_gap(self) -> float:
@@ -102,6 +113,35 @@ class Explanation:
         """Mean |attribution| per feature, largest first."""
         return pd.Series(np.abs(self.values).mean(axis=0), index=self.feature_names,
                          name="mean_abs_attribution").sort_values(ascending=False)
+
+    def interaction_importance(self, *, matrix: bool = False) -> pd.DataFrame:
+        """Mean |interaction value| per feature pair: a tidy frame of pairs, largest first, or the matrix.
+
+        The frame has one row per pair (feature_a before feature_b in column order) with
+        ``mean_abs_interaction``, the mean over rows of |interactions[:, a, b]| (half the pair's total
+        interaction, as shap reports it). ``matrix=True`` gives the symmetric features x features
+        frame instead, with each feature's mean |main effect| on the diagonal.
+
+        >>> import numpy as np
+        >>> inter = np.array([[[1.0, 0.5], [0.5, -2.0]], [[3.0, -1.5], [-1.5, 0.0]]])
+        >>> e = Explanation(method="tree", output="value", feature_names=["a", "b"], values=inter.sum(axis=2),
+        ...                 expected_value=0.0, model_output=inter.sum(axis=(1, 2)), baseline="cover",
+        ...                 interactions=inter)
+        >>> e.interaction_importance().to_dict("records")
+        [{'feature_a': 'a', 'feature_b': 'b', 'mean_abs_interaction': 1.0}]
+        >>> e.interaction_importance(matrix=True).loc["a"].tolist()
+        [2.0, 1.0]
+        """
+        if self.interactions is None:
+            raise ValueError("this explanation has no interaction values: compute them with tree_shap_interactions")
+        mean_abs = np.abs(self.interactions).mean(axis=0) if len(self) else np.zeros((len(self.feature_names),) * 2)
+        if matrix:
+            return pd.DataFrame(mean_abs, index=self.feature_names, columns=self.feature_names)
+        a, b = np.triu_indices(len(self.feature_names), k=1)
+        names = np.array(self.feature_names, dtype=object)
+        frame = pd.DataFrame({"feature_a": names[a], "feature_b": names[b], "mean_abs_interaction": mean_abs[a, b]})
+        order = np.argsort(-frame["mean_abs_interaction"].to_numpy(), kind="stable")
+        return frame.iloc[order].reset_index(drop=True)
 
     def top(self, k: int = 5, row: int = 0) -> pd.DataFrame:
         """The k features with the largest |attribution| for one row."""

@@ -293,10 +293,23 @@ def _ubjson(buf: bytes) -> Any:
     return result
 
 
+_DECODED: dict[Any, Any] = {}  # filled only while every class of one model is parsed in a row
+
+
+def _decoded_model(raw: bytes) -> Any:
+    """``_ubjson(raw)``, decoded once while ``_DECODED`` is in use (see ``tree_interactions._parse_classes``)."""
+    if "on" not in _DECODED:
+        return _ubjson(raw)
+    if raw not in _DECODED:
+        _DECODED.clear()
+        _DECODED.update({"on": True, raw: _ubjson(raw)})
+    return _DECODED[raw]
+
+
 def _parse_xgboost(model: Any, class_index: Any) -> _Trees:
     sklearn_api = not hasattr(model, "save_raw")
     booster = model.get_booster() if sklearn_api else model
-    doc = _ubjson(bytes(booster.save_raw(raw_format="ubj")))
+    doc = _decoded_model(bytes(booster.save_raw(raw_format="ubj")))
     learner = doc["learner"]
     params = learner["learner_model_param"]
     objective = learner["objective"]["name"]
