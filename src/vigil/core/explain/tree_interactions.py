@@ -39,7 +39,7 @@ try:
     from numba import njit
 
     from vigil.core.explain import _treeshap_kernels as _kernels
-    from vigil.core.explain._treeshap_kernels import _direct_leaf, _goes_left
+    from vigil.core.explain._treeshap_kernels import _goes_left
 except ImportError:  # numba missing
     _kernels = None
 
@@ -48,6 +48,45 @@ INTERACTION_TABLE_MB = 64.0  # tables are built for a few trees at a time within
 
 
 if _kernels is not None:
+
+    @njit(cache=True, nogil=True)
+    def _direct_leaf(acc, col, mask, d, s0, slot_r, slot_feat, v, weights, g, h):
+        """One leaf's attributions for one row (pass ``mask`` over its ``d`` slots), added to ``acc[:, col]``."""
+        # the product game solved per row: G(t) = prod over A of (t + r_j); dropping slot i divides G by (t + r_i)
+        a = 0
+        g[0] = 1.0
+        for j in range(d):
+            if (mask >> j) & 1:
+                rj = slot_r[s0 + j]
+                g[a + 1] = g[a]
+                for k in range(a, 0, -1):
+                    g[k] = g[k - 1] + rj * g[k]
+                g[0] = rj * g[0]
+                a += 1
+        # g[k] is the coefficient of t**k: the sum over |S| = k of prod_{A - S} r
+        e_all = 0.0
+        for k in range(a + 1):
+            e_all += weights[d, k] * g[k]
+        outside = 1.0
+        for j in range(d):
+            if not (mask >> j) & 1:
+                outside *= slot_r[s0 + j]
+        for i in range(d):
+            ri = slot_r[s0 + i]
+            if (mask >> i) & 1:
+                h[a - 1] = g[a]
+                for k in range(a - 1, 0, -1):
+                    h[k - 1] = g[k] - ri * h[k]
+                e_minus = 0.0
+                for k in range(a):
+                    e_minus += weights[d, k] * h[k]
+                acc[slot_feat[s0 + i], col] += (1.0 - ri) * v * outside * e_minus
+            else:
+                others = 1.0
+                for j in range(d):
+                    if j != i and not (mask >> j) & 1:
+                        others *= slot_r[s0 + j]
+                acc[slot_feat[s0 + i], col] -= ri * v * others * e_all
 
     @njit(cache=True, nogil=True)
     def _leaf_phi(r, d, mask, skip, v, weights, out, g, h):
