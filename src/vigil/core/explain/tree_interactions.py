@@ -50,45 +50,6 @@ INTERACTION_TABLE_MB = 64.0  # tables are built for a few trees at a time within
 if _kernels is not None:
 
     @njit(cache=True, nogil=True)
-    def _direct_leaf(acc, col, mask, d, s0, slot_r, slot_feat, v, weights, g, h):
-        """One leaf's attributions for one row (pass ``mask`` over its ``d`` slots), added to ``acc[:, col]``."""
-        # the product game solved per row: G(t) = prod over A of (t + r_j); dropping slot i divides G by (t + r_i)
-        a = 0
-        g[0] = 1.0
-        for j in range(d):
-            if (mask >> j) & 1:
-                rj = slot_r[s0 + j]
-                g[a + 1] = g[a]
-                for k in range(a, 0, -1):
-                    g[k] = g[k - 1] + rj * g[k]
-                g[0] = rj * g[0]
-                a += 1
-        # g[k] is the coefficient of t**k: the sum over |S| = k of prod_{A - S} r
-        e_all = 0.0
-        for k in range(a + 1):
-            e_all += weights[d, k] * g[k]
-        outside = 1.0
-        for j in range(d):
-            if not (mask >> j) & 1:
-                outside *= slot_r[s0 + j]
-        for i in range(d):
-            ri = slot_r[s0 + i]
-            if (mask >> i) & 1:
-                h[a - 1] = g[a]
-                for k in range(a - 1, 0, -1):
-                    h[k - 1] = g[k] - ri * h[k]
-                e_minus = 0.0
-                for k in range(a):
-                    e_minus += weights[d, k] * h[k]
-                acc[slot_feat[s0 + i], col] += (1.0 - ri) * v * outside * e_minus
-            else:
-                others = 1.0
-                for j in range(d):
-                    if j != i and not (mask >> j) & 1:
-                        others *= slot_r[s0 + j]
-                acc[slot_feat[s0 + i], col] -= ri * v * others * e_all
-
-    @njit(cache=True, nogil=True)
     def _leaf_phi(r, d, mask, skip, v, weights, out, g, h):
         """Shapley values out[i] of one leaf's product game over its d slots, slot ``skip`` left out (-1: none).
 
@@ -231,7 +192,7 @@ if _kernels is not None:
         for t in range(n_trees):
             widest = max(widest, tree_node_start[t + 1] - tree_node_start[t])
         block = 64
-        scratch = np.zeros((n_features, 1))
+        scratch = np.empty(66)
         g = np.empty(66)
         h = np.empty(66)
         for lo in range(lo_row, hi_row, block):
@@ -302,17 +263,15 @@ if _kernels is not None:
                                             acc[f * n_classes + cc, r] += w * table[start + leaf_mask[r] * d + i]
                     if start < 0:
                         for r in range(nb):
-                            for i in range(d):
-                                scratch[slot_feat[s0 + i], 0] = 0.0
-                            _direct_leaf(scratch, 0, leaf_mask[r], d, s0, slot_r, slot_feat, leaf_value[leaf],
-                                         weights, g, h)
+                            _leaf_phi(slot_r[s0:s0 + d], d, leaf_mask[r], -1, leaf_value[leaf], weights, scratch,
+                                      g, h)
                             for i in range(d):
                                 f = slot_feat[s0 + i]
                                 if c >= 0:
-                                    acc[f * n_classes + c, r] += scratch[f, 0]
+                                    acc[f * n_classes + c, r] += scratch[i]
                                 else:
                                     for cc in range(n_classes):
-                                        acc[f * n_classes + cc, r] += class_values[leaf, cc] * scratch[f, 0]
+                                        acc[f * n_classes + cc, r] += class_values[leaf, cc] * scratch[i]
             for r in range(nb):
                 for cc in range(n_classes):
                     pred[lo + r, cc] += total[cc, r]
