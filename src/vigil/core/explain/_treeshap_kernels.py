@@ -384,6 +384,15 @@ def _passes(row_value_at, leaf, leaf_path_start, path_node, path_left, path_slot
 
 
 @njit(cache=True)
+def _all_pass(p, d):
+    """Whether the row passes every one of the leaf's d path slots (it reaches the leaf)."""
+    for j in range(d):  # noqa: SIM110 - a loop numba compiles, not a generator
+        if p[j] == 0.0:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _row_directions(x, leaf, leaf_path_start, path_node, node_feat, node_thr, node_kind, node_default_left, dirs):
     for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
         node = path_node[p]
@@ -420,11 +429,7 @@ def path_dependent_direct_rows(lo, hi, X, direct, leaf_path_start, path_node, pa
             _row_directions(x, leaf, leaf_path_start, path_node, node_feat, node_thr, node_kind, node_default_left,
                             dirs)
             _passes(dirs, leaf, leaf_path_start, path_node, path_left, path_slot, d, p)
-            reached = True
-            for j in range(d):
-                if p[j] == 0.0:
-                    reached = False
-            if reached:
+            if _all_pass(p, d):
                 pred[row] += v
             q = 1  # the power-of-two rule gauss_legendre made, exact for degree d - 1
             while q < d // 2 + 1:
@@ -491,11 +496,7 @@ def interventional_direct_rows(lo, hi, X, direct, bg_dirs, leaf_path_start, path
             _row_directions(X[row], leaf, leaf_path_start, path_node, node_feat, node_thr, node_kind,
                             node_default_left, dirs)
             _passes(dirs, leaf, leaf_path_start, path_node, path_left, path_slot, d, p)
-            reached = True
-            for j in range(d):
-                if p[j] == 0.0:
-                    reached = False
-            if reached:
+            if _all_pass(p, d):
                 pred[row] += leaf_value[leaf]
             for b in range(n_bg):
                 u = 0
