@@ -287,7 +287,8 @@ class Monitor:
         """Recompute and store the base windows that received events or labels since last time (the write path);
         returns how many."""
         seg = typed_segment(mv.schema, segment)
-        if mv.training_dataset is None and self.profiles.baseline(mv.model_id, mv.version) is None:
+        if mv.training_dataset is None and (mv.model_id, mv.version) not in self._baselines \
+                and self.profiles.baseline(mv.model_id, mv.version) is None:
             first_day = self._compute_baseline(mv, None)
             if first_day.profiles and any(not p.is_empty for p in first_day.profiles.values()):
                 self._store_baseline(mv, first_day)  # frozen from the first events written
@@ -448,7 +449,7 @@ class Monitor:
         bl = self.baseline(mv)
         methods, thresholds = methods or {}, thresholds or {}
         rows: list[dict[str, Any]] = []
-        numeric: dict[tuple[str, int], list[tuple[int, Any]]] = {}  # (column, reference) -> (row, current)
+        numeric: dict[tuple[str, int], tuple[Any, list[tuple[int, Any]]]] = {}  # (column, id) -> reference, rows
         previous: dict[str, Any] | None = None
         source = bl.source if baseline == "training" else str(baseline)
         for start_, profiles in windows.items():
@@ -465,19 +466,15 @@ class Monitor:
                 rows.append({"window": start_, "segment": label, "column": col.name, "role": col.role.value,
                              "kind": "numeric" if is_numeric(col) else "categorical", "baseline": source})
                 if is_numeric(col):  # computed below, a column's windows against one reference at once
-                    numeric.setdefault((col.name, id(ref)), []).append((len(rows) - 1, cur))
-                    rows[-1]["_ref"] = ref
+                    numeric.setdefault((col.name, id(ref)), (ref, []))[1].append((len(rows) - 1, cur))
                 else:
                     rows[-1].update(categorical_drift(ref, cur, method=methods.get(col.name),
                                                       threshold=thresholds.get(col.name)))
-        for (name, _), items in numeric.items():
-            ref = rows[items[0][0]]["_ref"]
+        for (name, _), (ref, items) in numeric.items():
             results = numeric_drift_series(ref, [cur for _, cur in items], bl.edges[name], bl.deciles[name],
                                            method=methods.get(name), threshold=thresholds.get(name))
             for (i, _), result in zip(items, results, strict=True):
                 rows[i].update(result)
-        for row in rows:
-            row.pop("_ref", None)
         return typed_frame(rows, DRIFT_FRAME)
 
     def performance(self, mv: ModelVersion, *, window: str = "1d", segment: Any = None, start: Any = None,
